@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Forward kinematics in Blender's own channel semantics, without bpy.
+
+The keyframe engine measures error where the eye sees it: world positions of joints, in
+centimetres. This module turns the values of an action's animated channels
+(``location``, ``rotation_quaternion``, ``rotation_euler``, ``rotation_axis_angle``,
+``scale`` of the object and of its pose bones) into world positions of tracked points,
+vectorised over frames. The Blender layer fills a :class:`Rig` from the armature; tests check
+the positions against Blender's own evaluation.
+
+Supported: the usual bone settings (inherit rotation and scale, local location, connected
+bones ignore location). Constraints, drivers and non-default inheritance are not modelled;
+:attr:`Rig.warnings` names bones where that makes the error estimate approximate.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..motion import rotations
+
+TRANSFORM_PROPS = ("location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale")
+_SIZES = {"location": 3, "rotation_quaternion": 4, "rotation_euler": 3, "rotation_axis_angle": 4, "scale": 3}
+_BONE_PATH = re.compile(r'^pose\.bones\["((?:[^"\\]|\\.)*)"\]\.(\w+)$')
+
+
+def parse_data_path(data_path: str):
+    """``'pose.bones["Hips"].location'`` → ``("Hips", "location")``; ``'location'`` →
+    ``(None, "location")``; anything else → ``(bone_or_None, None)``."""
+    m = _BONE_PATH.match(data_path)
+    if m:
+        bone = m.group(1).replace('\\"', '"').replace("\\\\", "\\")
+        prop = m.group(2)
+        return bone, prop if prop in _SIZES else None
+    return None, data_path if data_path in _SIZES else None
+
+
+def bone_data_path(bone: str, prop: str) -> str:
+    escaped = bone.replace("\\", "\\\\").replace('"', '\\"')
+    return f'pose.bones["{escaped}"].{prop}'
+
+
+@dataclass
+class Node:
+    """One transform in the chain: the object itself or one pose bone."""
+
+    name: str | None  # bone name; None for the object
+    parent: int  # index into Rig.nodes; -1 for the object node
+    rest: np.ndarray  # 4x4: object node → parent frame (parent world @ parent inverse);
+    #                  bone → bone.matrix_local (armature space)
+    rotation_mode: str = "QUATERNION"
+    defaults: dict = field(default_factory=dict)  # prop → static value when not animated
+    connected: bool = False
+    points: np.ndarray = field(default_factory=lambda: np.zeros((1, 3)))  # local tracked points
+
+
+@dataclass
+class Rig:
+    """Everything FK needs, read once from Blender (or built by hand in tests)."""
+
+    nodes: list  # [object node, bones in topological order]
+    cm_per_unit: float = 100.0
+    warnings: list = field(default_factory=list)
+
+    @property
+    def n_points(self) -> int:
+        return int(sum(len(n.points) for n in self.nodes))
+
+    def index(self, bone: str | None) -> int:
+        for i, node in enumerate(self.nodes):
+            if node.name == bone:
+                return i
+        raise KeyError(bone)
+
+
+class ChannelMap:
+    """Where each (data_path, index) channel goes in the rig.
+
+    Channels that are not transforms (custom properties, shape keys…) are listed in
+    :attr:`other`; they are keyed along with the rest but do not move tracked points.
+    """
+
+    def __init__(self, rig: Rig, channels):
+        self.rig = rig
+        names = {node.name: i for i, node in enumerate(rig.nodes)}
+        self.slots = {}  # (node index, prop) → {component: column}
+        self.other = []
+        for col, (data_path, index) in enumerate(channels):
+            bone, prop = parse_data_path(data_path)
+            node = names.get(bone) if (bone is not None or prop is not None) else None
+            if prop is None or node is None or index >= _SIZES[prop]:
+                self.other.append(col)
+                continue
+            self.slots.setdefault((node, prop), {})[index] = col
+
+    def groups(self):
+        """``(kind, columns)`` groups for continuity (quaternion signs, Euler unwrapping)."""
+        out = []
+        for (node, prop), comps in self.slots.items():
+            cols = [comps[i] for i in sorted(comps)]
+            if prop == "rotation_quaternion" and len(comps) == 4:
+                out.append(("quaternion", cols))
+            elif prop == "rotation_euler":
+                out.append(("euler", cols))
+            else:
+                out.append(("other", cols))
+        if self.other:
+            out.append(("other", list(self.other)))
+        return out
+
+    def _prop(self, values, node_i, prop, n):
+        node = self.rig.nodes[node_i]
+        base = np.asarray(node.defaults.get(prop, _identity(prop)), dtype=np.float64)
+        out = np.broadcast_to(base, (n, _SIZES[prop])).copy()
+        for comp, col in self.slots.get((node_i, prop), {}).items():
+            out[:, comp] = values[:, col]
+        return out
+
+    def basis(self, values, node_i):
+        """matrix_basis of one node for every row of ``values`` → (n, 4, 4)."""
+        n = values.shape[0]
+        node = self.rig.nodes[node_i]
+        mode = node.rotation_mode
+        if mode == "QUATERNION":
+            rot = rotations.quat_to_matrix(self._prop(values, node_i, "rotation_quaternion", n))
+        elif mode == "AXIS_ANGLE":
+            rot = rotations.axis_angle_to_matrix(self._prop(values, node_i, "rotation_axis_angle", n))
+        else:
+            rot = rotations.euler_to_matrix(self._prop(values, node_i, "rotation_euler", n), mode)
+        scale = self._prop(values, node_i, "scale", n)
+        m = np.zeros((n, 4, 4))
+        m[:, :3, :3] = rot * scale[:, None, :]
+        if not node.connected:
+            m[:, :3, 3] = self._prop(values, node_i, "location", n)
+        m[:, 3, 3] = 1.0
+        return m
+
+    def world_matrices(self, values) -> np.ndarray:
+        """(n, nodes, 4, 4) world matrices (object node first)."""
+        values = np.asarray(values, dtype=np.float64)
+        n = values.shape[0]
+        nodes = self.rig.nodes
+        out = np.empty((n, len(nodes), 4, 4))
+        obj = nodes[0]
+        out[:, 0] = obj.rest @ self.basis(values, 0)
+        for i in range(1, len(nodes)):
+            node = nodes[i]
+            if node.parent == 0:
+                local = node.rest
+                pose = local @ self.basis(values, i)
+                out[:, i] = out[:, 0] @ pose
+            else:
+                parent = nodes[node.parent]
+                local = np.linalg.inv(parent.rest) @ node.rest
+                out[:, i] = out[:, node.parent] @ (local @ self.basis(values, i))
+        return out
+
+    def points(self, values) -> np.ndarray:
+        """(n, P, 3) world positions of the tracked points, in centimetres."""
+        mats = self.world_matrices(values)
+        pts = []
+        for i, node in enumerate(self.rig.nodes):
+            if len(node.points) == 0:
+                continue
+            local = node.points  # (p, 3)
+            pts.append(np.einsum("nij,pj->npi", mats[:, i, :3, :3], local) + mats[:, i, None, :3, 3])
+        return np.concatenate(pts, axis=1) * self.rig.cm_per_unit
+
+    __call__ = points
+
+
+def _identity(prop):
+    return {
+        "location": (0.0, 0.0, 0.0),
+        "rotation_quaternion": (1.0, 0.0, 0.0, 0.0),
+        "rotation_euler": (0.0, 0.0, 0.0),
+        "rotation_axis_angle": (0.0, 0.0, 1.0, 0.0),
+        "scale": (1.0, 1.0, 1.0),
+    }[prop]

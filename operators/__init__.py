@@ -1,0 +1,14 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from . import reduce_keyframes
+
+_modules = (reduce_keyframes,)
+
+
+def register():
+    for module in _modules:
+        module.register()
+
+
+def unregister():
+    for module in reversed(_modules):
+        module.unregister()

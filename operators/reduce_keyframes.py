@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Reduce Keyframes: dense motion → synchronised sparse keys with fitted handles."""
+import bpy
+
+from ..errors import SparseMotionError
+from ..properties import reduce_props
+
+
+def active_action_problem(context):
+    """Why the active object's action cannot be reduced right now (None when it can)."""
+    obj = context.active_object
+    if obj is None:
+        return "Select an object or armature with an action"
+    adt = obj.animation_data
+    if adt is None or adt.action is None:
+        return f"'{obj.name}' has no action to reduce"
+    return None
+
+
+class SPARSEMOTION_OT_reduce_keyframes(bpy.types.Operator):
+    """Keep keys only where the motion needs them (all channels of a bone on the same frames), with fitted Bezier handles"""
+
+    bl_idname = "sparse_motion.reduce_keyframes"
+    bl_label = "Reduce Keyframes"
+    bl_options = {"REGISTER", "UNDO"}
+    __annotations__ = reduce_props()
+
+    @classmethod
+    def poll(cls, context):
+        problem = active_action_problem(context)
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
+
+    def execute(self, context):
+        from ..blender.reduce import ReduceSettings, reduce_object
+
+        settings = ReduceSettings(
+            mode=self.mode, ratio=self.ratio, max_error_cm=self.max_error, bones=self.bones,
+            handles=self.handles, output=self.output,
+        )
+        try:
+            result = reduce_object(context.active_object, settings)
+        except SparseMotionError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        for warning in result.warnings:
+            self.report({"WARNING"}, warning)
+        self.report({"INFO"}, result.message())
+        return {"FINISHED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "mode")
+        layout.prop(self, "ratio" if self.mode == "RATIO" else "max_error")
+        layout.prop(self, "bones")
+        layout.prop(self, "handles")
+        layout.prop(self, "output")
+
+
+def menu_entry(self, context):
+    self.layout.separator()
+    self.layout.operator(SPARSEMOTION_OT_reduce_keyframes.bl_idname)
+
+
+_MENUS = ("GRAPH_MT_key", "DOPESHEET_MT_key")
+classes = (SPARSEMOTION_OT_reduce_keyframes,)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    for name in _MENUS:
+        menu = getattr(bpy.types, name, None)
+        if menu is not None:
+            menu.append(menu_entry)
+
+
+def unregister():
+    for name in _MENUS:
+        menu = getattr(bpy.types, name, None)
+        if menu is not None:
+            menu.remove(menu_entry)
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

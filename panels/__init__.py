@@ -1,0 +1,14 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from . import motion_panel
+
+_modules = (motion_panel,)
+
+
+def register():
+    for module in _modules:
+        module.register()
+
+
+def unregister():
+    for module in reversed(_modules):
+        module.unregister()

@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import devimport  # noqa: E402
+
+devimport.load()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "blender: needs the bpy module (run on every Blender version)")
+
+
+def pytest_collection_modifyitems(items):
+    # Tests in modules that import bpy are the Blender tests, run on 4.5, 5.0 and 4.2.
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and "bpy" in vars(module):
+            item.add_marker("blender")

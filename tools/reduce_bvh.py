@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Reduce a dense BVH to sparse keys headless, and save a .blend and a .bvh.
+
+Works with the bpy module and inside Blender:
+  .venv/bin/python tools/reduce_bvh.py INPUT --out DIR [--ratio 0.1 | --max-error 1.0]
+  blender --background --python tools/reduce_bvh.py -- INPUT --out DIR
+
+INPUT is a .bvh file or ZIP::MEMBER (a file inside a zip, read in place), e.g.
+  ../shared/data/bandai-namco/Bandai-Namco-Research-Motiondataset-1.zip::Bandai-Namco-Research-Motiondataset-1/data/dataset-1_dance-short_normal_001.bvh
+Exit code 0 on success, 1 with a message on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import devimport  # noqa: E402
+
+devimport.load()
+import bpy  # noqa: E402
+
+from sparse_motion.blender.reduce import ReduceSettings, reduce_object  # noqa: E402
+from sparse_motion.errors import SparseMotionError  # noqa: E402
+
+
+def materialise(spec: str, tmp: Path) -> Path:
+    if "::" in spec:
+        archive, member = spec.split("::", 1)
+        try:
+            data = zipfile.ZipFile(archive).read(member)
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            raise SparseMotionError(f"cannot read {member} from {archive}: {exc}") from None
+        path = tmp / Path(member).name
+        path.write_bytes(data)
+        return path
+    path = Path(spec)
+    if not path.is_file():
+        raise SparseMotionError(f"no such file: {spec}")
+    return path
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("input")
+    ap.add_argument("--out", required=True, help="folder for NAME.blend and NAME.bvh")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--ratio", type=float, default=None, help="fraction of frames kept (default 0.1)")
+    group.add_argument("--max-error", type=float, default=None, help="max joint error in cm")
+    ap.add_argument("--handles", choices=("free", "aligned"), default="free")
+    ap.add_argument("--scale", type=float, default=0.01, help="BVH units to metres (0.01 for cm)")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = materialise(args.input, Path(tmp))
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        try:
+            bpy.ops.import_anim.bvh(filepath=str(src), global_scale=args.scale, rotate_mode="NATIVE",
+                                    update_scene_fps=True, update_scene_duration=True)
+        except RuntimeError as exc:
+            raise SparseMotionError(f"Blender could not import {src.name}: {exc}") from None
+        obj = bpy.context.object
+        settings = ReduceSettings(
+            mode="ERROR" if args.max_error is not None else "RATIO",
+            ratio=args.ratio if args.ratio is not None else 0.1,
+            max_error_cm=args.max_error or 1.0,
+            handles=args.handles.upper(),
+        )
+        result = reduce_object(obj, settings)
+        print(result.message())
+        stem = src.stem
+        bpy.ops.wm.save_as_mainfile(filepath=str((out / f"{stem}.blend").resolve()))
+        scene = bpy.context.scene
+        bpy.ops.export_anim.bvh(filepath=str((out / f"{stem}.bvh").resolve()),
+                                frame_start=scene.frame_start, frame_end=scene.frame_end,
+                                global_scale=1.0 / args.scale, rotate_mode="NATIVE")
+        print(f"wrote {out / (stem + '.blend')} and {out / (stem + '.bvh')}")
+
+
+if __name__ == "__main__":
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    try:
+        main(argv)
+    except SparseMotionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
