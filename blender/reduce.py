@@ -192,22 +192,22 @@ def apply_plan(plan: _Plan) -> ReduceResult:
     """Write the planned keys (in place, or into a new action that replaces the old one)."""
     t0 = time.perf_counter()
     keys = plan.keys
-    targets = {id(fc): fc for fc in plan.fcurves}
+    write_to = plan.fcurves
+    new_channels = None
     if plan.settings.output == "NEW_ACTION":
         old = plan.channels.action
-        action, new_channels = actions.new_action_for(plan.obj, f"{old.name}.reduced")
+        _action, new_channels = actions.new_action_for(plan.obj, f"{old.name}.reduced")
+        reduced = {_curve_key(fc): i for i, fc in enumerate(plan.fcurves)}
+        write_to = list(plan.fcurves)
         for fc in plan.channels.fcurves:
             group = fc.group.name if fc.group else None
             dst = new_channels.new_fcurve(fc.data_path, fc.array_index, group)
-            if id(fc) in targets:
-                targets[id(fc)] = dst
+            if _curve_key(fc) in reduced:
+                write_to[reduced[_curve_key(fc)]] = dst
             else:
                 fcurve_io.copy_keys(fc, dst)
-        old.use_fake_user = True  # the original stays in the file
-        write_to = [targets[id(fc)] for fc in plan.fcurves]
-    else:
-        new_channels = None
-        write_to = plan.fcurves
+        if not actions.is_linked(old):
+            old.use_fake_user = True  # the original stays in the file with no users
     for col, i in enumerate(plan.moving):
         fcurve_io.write_keys(
             write_to[i], keys.key_frames, keys.key_values[:, col], keys.hl[:, col], keys.hr[:, col],
@@ -235,6 +235,10 @@ def apply_plan(plan: _Plan) -> ReduceResult:
         constant_curves=len(plan.constant),
         warnings=plan.warnings,
     )
+
+
+def _curve_key(fc):
+    return fc.data_path, fc.array_index
 
 
 def _curve_name(fc) -> str:

@@ -84,6 +84,11 @@ class ChannelMap:
 
     def __init__(self, rig: Rig, channels):
         self.rig = rig
+        # parent rest⁻¹ · rest, fixed per bone: computed once, not per FK call
+        self._local = [
+            node.rest if node.parent <= 0 else np.linalg.inv(rig.nodes[node.parent].rest) @ node.rest
+            for node in rig.nodes
+        ]
         names = {node.name: i for i, node in enumerate(rig.nodes)}
         self.slots = {}  # (node index, prop) → {component: column}
         self.other = []
@@ -103,7 +108,8 @@ class ChannelMap:
             if prop == "rotation_quaternion" and len(comps) == 4:
                 out.append(("quaternion", cols))
             elif prop == "rotation_euler":
-                out.append(("euler", cols))
+                mode = self.rig.nodes[node].rotation_mode
+                out.append(("euler", cols, mode) if len(mode) == 3 and len(comps) == 3 else ("euler", cols))
             else:
                 out.append(("other", cols))
         if self.other:
@@ -146,15 +152,8 @@ class ChannelMap:
         obj = nodes[0]
         out[:, 0] = obj.rest @ self.basis(values, 0)
         for i in range(1, len(nodes)):
-            node = nodes[i]
-            if node.parent == 0:
-                local = node.rest
-                pose = local @ self.basis(values, i)
-                out[:, i] = out[:, 0] @ pose
-            else:
-                parent = nodes[node.parent]
-                local = np.linalg.inv(parent.rest) @ node.rest
-                out[:, i] = out[:, node.parent] @ (local @ self.basis(values, i))
+            parent = max(nodes[i].parent, 0)
+            out[:, i] = out[:, parent] @ (self._local[i] @ self.basis(values, i))
         return out
 
     def points(self, values) -> np.ndarray:
