@@ -125,7 +125,8 @@ class ChannelMap:
         return out
 
     def basis(self, values, node_i):
-        """matrix_basis of one node for every row of ``values`` → (n, 4, 4)."""
+        """matrix_basis of one node for every row of ``values`` → rotation·scale (n, 3, 3)
+        and translation (n, 3)."""
         n = values.shape[0]
         node = self.rig.nodes[node_i]
         mode = node.rotation_mode
@@ -135,37 +136,45 @@ class ChannelMap:
             rot = rotations.axis_angle_to_matrix(self._prop(values, node_i, "rotation_axis_angle", n))
         else:
             rot = rotations.euler_to_matrix(self._prop(values, node_i, "rotation_euler", n), mode)
-        scale = self._prop(values, node_i, "scale", n)
-        m = np.zeros((n, 4, 4))
-        m[:, :3, :3] = rot * scale[:, None, :]
-        if not node.connected:
-            m[:, :3, 3] = self._prop(values, node_i, "location", n)
-        m[:, 3, 3] = 1.0
-        return m
+        if (node_i, "scale") in self.slots or np.any(np.asarray(node.defaults.get("scale", (1, 1, 1))) != 1):
+            rot = rot * self._prop(values, node_i, "scale", n)[:, None, :]
+        if node.connected:
+            loc = np.zeros((n, 3))
+        else:
+            loc = self._prop(values, node_i, "location", n)
+        return rot, loc
 
-    def world_matrices(self, values) -> np.ndarray:
-        """(n, nodes, 4, 4) world matrices (object node first)."""
+    def world_transforms(self, values):
+        """Per node (object first): world rotation·scale (n, 3, 3) and translation (n, 3). Bone i: world_i = world_parent · (rest_parent⁻¹ · rest_i) · basis_i."""
         values = np.asarray(values, dtype=np.float64)
         n = values.shape[0]
-        nodes = self.rig.nodes
-        out = np.empty((n, len(nodes), 4, 4))
-        obj = nodes[0]
-        out[:, 0] = obj.rest @ self.basis(values, 0)
-        for i in range(1, len(nodes)):
-            parent = max(nodes[i].parent, 0)
-            out[:, i] = out[:, parent] @ (self._local[i] @ self.basis(values, i))
-        return out
+        rots, locs = [], []
+        for i, node in enumerate(self.rig.nodes):
+            b_rot, b_loc = self.basis(values, i)
+            local = self._local[i]
+            lr, lt = local[:3, :3], local[:3, 3]
+            # constant · batch as one gemm: (lr · B)ᵀ = Bᵀ · lrᵀ
+            r = (b_rot.transpose(0, 2, 1).reshape(-1, 3) @ lr.T).reshape(n, 3, 3).transpose(0, 2, 1)
+            t = b_loc @ lr.T + lt
+            if i > 0:
+                p_rot, p_loc = rots[node.parent], locs[node.parent]
+                t = np.einsum("nij,nj->ni", p_rot, t) + p_loc
+                r = np.matmul(p_rot, r)
+            rots.append(np.ascontiguousarray(r))
+            locs.append(t)
+        return rots, locs
 
     def points(self, values) -> np.ndarray:
         """(n, P, 3) world positions of the tracked points, in centimetres."""
-        mats = self.world_matrices(values)
+        rot, loc = self.world_transforms(values)
         pts = []
         for i, node in enumerate(self.rig.nodes):
-            if len(node.points) == 0:
-                continue
-            local = node.points  # (p, 3)
-            pts.append(np.einsum("nij,pj->npi", mats[:, i, :3, :3], local) + mats[:, i, None, :3, 3])
-        return np.concatenate(pts, axis=1) * self.rig.cm_per_unit
+            for p in node.points:
+                if p[0] == 0.0 and p[2] == 0.0:  # head / tail of a bone: on its Y axis
+                    pts.append(loc[i] if p[1] == 0.0 else loc[i] + rot[i][:, :, 1] * p[1])
+                else:
+                    pts.append(loc[i] + rot[i] @ p)
+        return np.stack(pts, axis=1) * self.rig.cm_per_unit
 
     __call__ = points
 
