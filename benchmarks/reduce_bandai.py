@@ -279,10 +279,15 @@ def main():
     rows, texts = [], []
     tmp = Path(tempfile.mkdtemp())
     clips = pick_clips(args.clips)
+    def dump(extra=()):
+        if args.out:
+            Path(args.out).write_text(json.dumps({"rows": rows + list(extra), "summary": "\n".join(texts)}, indent=1))
+
     for zname, member in clips:
         path = tmp / Path(member).name
         path.write_bytes(zipfile.ZipFile(DATA / zname).read(member))
         run_clip(path, Path(member).stem, rows, with_floor=not args.no_floor)
+        dump()
     texts.append(summarise(rows, f"Bandai Namco, {len(clips)} clips (21 joints, 6 channels, ZXY, 30 fps)"))
     if args.other_skeletons:
         import other_skeletons  # benchmarks/other_skeletons.py
@@ -290,11 +295,11 @@ def main():
         orows = []
         for variant, path in other_skeletons.variants(clips[: max(4, len(clips) // 4)], DATA, tmp):
             run_clip(path, variant, orows, with_floor=not args.no_floor)
+            dump(orows)
         texts.append(summarise(orows, "Other skeletons (3-channel joints, XYZ/YZX orders, 60 and 120 fps)"))
         rows += orows
     texts.append(large_action_timing())
-    if args.out:
-        Path(args.out).write_text(json.dumps({"rows": rows, "summary": "\n".join(texts)}, indent=1))
+    dump()
 
 
 if __name__ == "__main__":
