@@ -40,14 +40,16 @@ class ReduceResult:
     mean_cm: float
     seconds: float
     constant_curves: int = 0
+    key_frames: int = 0
+    frames: int = 0
     warnings: list = field(default_factory=list)
 
     def message(self) -> str:
-        pct = 100.0 * self.keys_after / max(self.keys_before, 1)
         text = (
             f"Reduced {self.curves} curves of '{self.action.name}': {self.keys_before:,} → "
-            f"{self.keys_after:,} keys ({pct:.1f} %), max error {self.max_cm:.2f} cm, "
-            f"mean {self.mean_cm:.3f} cm"
+            f"{self.keys_after:,} keys, on {self.key_frames} of {self.frames} frames "
+            f"({100.0 * self.key_frames / max(self.frames, 1):.1f} %); joint error max "
+            f"{self.max_cm:.2f} cm, mean {self.mean_cm:.3f} cm"
         )
         if self.constant_curves:
             text += f"; {self.constant_curves} constant curves kept as two keys"
@@ -233,6 +235,8 @@ def apply_plan(plan: _Plan) -> ReduceResult:
         mean_cm=float(errors.mean),
         seconds=plan.seconds + time.perf_counter() - t0,
         constant_curves=len(plan.constant),
+        key_frames=len(keys.key_frames),
+        frames=len(plan.frames),
         warnings=plan.warnings,
     )
 
