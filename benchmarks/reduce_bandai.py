@@ -257,7 +257,7 @@ def large_action_timing():
     fx.key_armature(obj, n_frames=10_000, flips=True)  # 14×4 + 3 = 59 curves
     chans = actions.channels_for(obj)
     fc = chans.new_fcurve('pose.bones["bone1"].location', 0, "bone1")
-    fx._key_dense(fc, np.arange(1, 10_001, dtype=float), np.sin(np.arange(10_000) / 40.0) * 0.05)
+    fcurve_io.write_dense(fc, np.arange(1, 10_001, dtype=float), np.sin(np.arange(10_000) / 40.0) * 0.05)
     n_curves = len(chans.fcurves)
     t = time.perf_counter()
     result = reduce_object(obj, ReduceSettings(mode="RATIO", ratio=0.1))

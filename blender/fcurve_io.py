@@ -11,6 +11,7 @@ import numpy as np
 from ..keyframes.rig import Node, Rig, TRANSFORM_PROPS
 
 HANDLE_TYPES = {"FREE": 0, "AUTO": 1, "VECTOR": 2, "ALIGNED": 3, "AUTO_CLAMPED": 4}
+INTERPOLATION_LINEAR = 1
 INTERPOLATION_BEZIER = 2
 # Keyframe properties copied verbatim when a curve is carried over unchanged.
 _KEY_FLOAT2 = ("co", "handle_left", "handle_right")
@@ -60,6 +61,16 @@ def sample(fcurves, first: int, last: int) -> np.ndarray:
         evaluate = fc.evaluate
         out[:, c] = [evaluate(f) for f in frames]
     return out
+
+
+def write_dense(fcurve, frames, values, interpolation: int = INTERPOLATION_LINEAR):
+    """Append one key per sample (LINEAR by default, like motion capture)."""
+    n = len(frames)
+    points = fcurve.keyframe_points
+    points.add(n)
+    points.foreach_set("co", _pairs(frames, values))
+    points.foreach_set("interpolation", np.full(n, interpolation, dtype=np.uint8))
+    fcurve.update()
 
 
 def write_keys(fcurve, frames, values, left, right, handle_type: str = "FREE"):
@@ -146,7 +157,7 @@ def rig_from_object(obj, bone_names=None, object_points: bool | None = None) -> 
     ]
     warnings = []
     if is_armature and obj.pose is not None:
-        order = _topological(obj.data.bones)
+        order = topological_bones(obj.data.bones)
         index = {}
         for bone in order:
             pbone = obj.pose.bones[bone.name]
@@ -182,7 +193,8 @@ def _defaults(owner):
     return out
 
 
-def _topological(bones):
+def topological_bones(bones):
+    """Bones with every parent before its children."""
     done, order = set(), []
     pending = list(bones)
     while pending:

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-from . import reduce_keyframes
+from . import bvh, reduce_keyframes
 
-_modules = (reduce_keyframes,)
+_modules = (reduce_keyframes, bvh)
 
 
 def register():

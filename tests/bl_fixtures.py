@@ -7,12 +7,45 @@ import numpy as np
 import bpy
 from mathutils import Vector
 
+import sparse_motion
 from sparse_motion.blender import actions, fcurve_io
 from sparse_motion.keyframes.rig import bone_data_path
 
 
 def reset():
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+# The operator every registration of the extension adds; its presence means "registered".
+_REGISTERED_MARK = "SPARSE_MOTION_OT_reduce_keyframes"
+
+
+def is_registered() -> bool:
+    return hasattr(bpy.types, _REGISTERED_MARK)
+
+
+def ensure_registered() -> bool:
+    """Register the extension unless it already is; True when this call registered it.
+
+    Test modules share one Blender session: use it from a module fixture and unregister only
+    what you registered, so modules can be collected together in any order::
+
+        @pytest.fixture(scope="module", autouse=True)
+        def addon():
+            registered = fx.ensure_registered()
+            yield
+            if registered:
+                fx.unregister()
+    """
+    if is_registered():
+        return False
+    sparse_motion.register()
+    return True
+
+
+def unregister():
+    if is_registered():
+        sparse_motion.unregister()
 
 
 def make_armature(name="Rig", n_bones=6, rotation_mode="QUATERNION", seed=0):
@@ -87,13 +120,7 @@ def key_object(obj, values_by_path, action_name="ObjMotion"):
 
 
 def _key_dense(fc, frames, values):
-    kp = fc.keyframe_points
-    kp.add(len(frames))
-    co = np.empty(2 * len(frames), np.float32)
-    co[0::2], co[1::2] = frames, values
-    kp.foreach_set("co", co)
-    kp.foreach_set("interpolation", np.full(len(frames), 1, np.uint8))  # linear, like mocap
-    fc.update()
+    fcurve_io.write_dense(fc, np.asarray(frames, float), np.asarray(values, float))
 
 
 def world_points(obj, frames):

@@ -11,7 +11,6 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import bl_fixtures as fx  # noqa: E402
-import sparse_motion  # noqa: E402
 from sparse_motion.blender import actions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module", autouse=True)
 def addon():
-    sparse_motion.register()
+    registered = fx.ensure_registered()
     yield
-    sparse_motion.unregister()
+    if registered:
+        fx.unregister()
 
 
 @pytest.fixture
