@@ -23,7 +23,8 @@ import devimport  # noqa: E402
 devimport.load()
 import bpy  # noqa: E402
 
-from sparse_motion.blender.reduce import ReduceSettings, reduce_object  # noqa: E402
+from sparse_motion.blender import bvh_io  # noqa: E402
+from sparse_motion.blender.reduce import ReduceSettings  # noqa: E402
 from sparse_motion.errors import SparseMotionError  # noqa: E402
 
 
@@ -58,27 +59,22 @@ def main(argv):
     with tempfile.TemporaryDirectory() as tmp:
         src = materialise(args.input, Path(tmp))
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        try:
-            bpy.ops.import_anim.bvh(filepath=str(src), global_scale=args.scale, rotate_mode="NATIVE",
-                                    update_scene_fps=True, update_scene_duration=True)
-        except RuntimeError as exc:
-            raise SparseMotionError(f"Blender could not import {src.name}: {exc}") from None
-        obj = bpy.context.object
         settings = ReduceSettings(
             mode="ERROR" if args.max_error is not None else "RATIO",
             ratio=args.ratio if args.ratio is not None else 0.1,
             max_error_cm=args.max_error or 1.0,
             handles=args.handles.upper(),
         )
-        result = reduce_object(obj, settings)
+        result = bvh_io.import_bvh_result(src, scale=args.scale, reduce=settings)
         print(result.message())
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         stem = src.stem
-        bpy.ops.wm.save_as_mainfile(filepath=str((out / f"{stem}.blend").resolve()))
-        scene = bpy.context.scene
-        bpy.ops.export_anim.bvh(filepath=str((out / f"{stem}.bvh").resolve()),
-                                frame_start=scene.frame_start, frame_end=scene.frame_end,
-                                global_scale=1.0 / args.scale, rotate_mode="NATIVE")
-        print(f"wrote {out / (stem + '.blend')} and {out / (stem + '.bvh')}")
+        blend = (out / f"{stem}.blend").resolve()
+        bvh_out = (out / f"{stem}.bvh").resolve()
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+        bvh_io.export_bvh(result.obj, str(bvh_out), scale=1.0 / args.scale)
+        print(f"wrote {blend} and {bvh_out}")
 
 
 if __name__ == "__main__":
