@@ -99,6 +99,7 @@ class ChannelMap:
                 self.other.append(col)
                 continue
             self.slots.setdefault((node, prop), {})[index] = col
+        self._setup()
 
     def groups(self):
         """``(kind, columns)`` groups for continuity (quaternion signs, Euler unwrapping)."""
@@ -116,65 +117,97 @@ class ChannelMap:
             out.append(("other", list(self.other)))
         return out
 
-    def _prop(self, values, node_i, prop, n):
-        node = self.rig.nodes[node_i]
-        base = np.asarray(node.defaults.get(prop, _identity(prop)), dtype=np.float64)
-        out = np.broadcast_to(base, (n, _SIZES[prop])).copy()
-        for comp, col in self.slots.get((node_i, prop), {}).items():
-            out[:, comp] = values[:, col]
-        return out
+    def _setup(self):
+        """Precompute gathers so one FK call is a handful of array operations for all nodes."""
+        nodes = self.rig.nodes
+        count = len(nodes)
+        # per property: defaults (count, size) and (flat target, column) pairs to scatter
+        self._props = {}
+        for prop, size in _SIZES.items():
+            base = np.array([node.defaults.get(prop, _identity(prop)) for node in nodes], float)
+            targets, cols = [], []
+            for (node_i, p), comps in self.slots.items():
+                if p == prop:
+                    for comp, col in comps.items():
+                        targets.append(node_i * size + comp)
+                        cols.append(col)
+            self._props[prop] = (base.reshape(count, size), np.array(targets, np.intp), np.array(cols, np.intp))
+        modes = {}
+        for i, node in enumerate(nodes):
+            modes.setdefault(node.rotation_mode, []).append(i)
+        self._modes = {m: np.array(ix, np.intp) for m, ix in modes.items()}
+        self._scaled = any(
+            (i, "scale") in self.slots or np.any(np.asarray(node.defaults.get("scale", (1, 1, 1))) != 1)
+            for i, node in enumerate(nodes)
+        )
+        self._loc_mask = np.array([0.0 if node.connected else 1.0 for node in nodes])[:, None]
+        local = np.array(self._local)
+        self._lr, self._lt = local[:, :3, :3], local[:, :3, 3]
+        depth = [0] * count
+        for i, node in enumerate(nodes):
+            depth[i] = 0 if node.parent < 0 else depth[max(node.parent, 0)] + 1
+        self._levels = []
+        for d in range(1, max(depth) + 1 if count else 1):
+            ix = np.array([i for i in range(count) if depth[i] == d], np.intp)
+            self._levels.append((ix, np.array([max(nodes[i].parent, 0) for i in ix], np.intp)))
+        # tracked points: bone heads / tails are translation (+ length · Y axis)
+        self._pt_node, self._pt_local = [], []
+        for i, node in enumerate(nodes):
+            for p in node.points:
+                self._pt_node.append(i)
+                self._pt_local.append(p)
+        self._pt_node = np.array(self._pt_node, np.intp)
+        self._pt_local = np.array(self._pt_local, float).reshape(-1, 3)
+        self._pt_on_y = (self._pt_local[:, 0] == 0) & (self._pt_local[:, 2] == 0)
 
-    def basis(self, values, node_i):
-        """matrix_basis of one node for every row of ``values`` → rotation·scale (n, 3, 3)
-        and translation (n, 3)."""
+    def _gather(self, values, prop):
+        """(nodes, n, size) values of one property: defaults, overwritten by animated columns."""
+        base, targets, cols = self._props[prop]
         n = values.shape[0]
-        node = self.rig.nodes[node_i]
-        mode = node.rotation_mode
-        if mode == "QUATERNION":
-            rot = rotations.quat_to_matrix(self._prop(values, node_i, "rotation_quaternion", n))
-        elif mode == "AXIS_ANGLE":
-            rot = rotations.axis_angle_to_matrix(self._prop(values, node_i, "rotation_axis_angle", n))
-        else:
-            rot = rotations.euler_to_matrix(self._prop(values, node_i, "rotation_euler", n), mode)
-        if (node_i, "scale") in self.slots or np.any(np.asarray(node.defaults.get("scale", (1, 1, 1))) != 1):
-            rot = rot * self._prop(values, node_i, "scale", n)[:, None, :]
-        if node.connected:
-            loc = np.zeros((n, 3))
-        else:
-            loc = self._prop(values, node_i, "location", n)
-        return rot, loc
+        out = np.empty((base.size, n))
+        out[:] = base.reshape(-1, 1)
+        if len(cols):
+            out[targets] = values[:, cols].T
+        return out.reshape(base.shape[0], base.shape[1], n).transpose(0, 2, 1)
 
     def world_transforms(self, values):
-        """Per node (object first): world rotation·scale (n, 3, 3) and translation (n, 3). Bone i: world_i = world_parent · (rest_parent⁻¹ · rest_i) · basis_i."""
+        """World rotation·scale (nodes, n, 3, 3) and translation (nodes, n, 3), object node
+        first (node-major, so per-level gathers copy contiguous blocks). Bone i:
+        world_i = world_parent · (rest_parent⁻¹ · rest_i) · basis_i, where
+        basis_i = T(location) · R(rotation mode) · S(scale); connected bones ignore location."""
         values = np.asarray(values, dtype=np.float64)
         n = values.shape[0]
-        rots, locs = [], []
-        for i, node in enumerate(self.rig.nodes):
-            b_rot, b_loc = self.basis(values, i)
-            local = self._local[i]
-            lr, lt = local[:3, :3], local[:3, 3]
-            # constant · batch as one gemm: (lr · B)ᵀ = Bᵀ · lrᵀ
-            r = (b_rot.transpose(0, 2, 1).reshape(-1, 3) @ lr.T).reshape(n, 3, 3).transpose(0, 2, 1)
-            t = b_loc @ lr.T + lt
-            if i > 0:
-                p_rot, p_loc = rots[node.parent], locs[node.parent]
-                t = np.einsum("nij,nj->ni", p_rot, t) + p_loc
-                r = np.matmul(p_rot, r)
-            rots.append(np.ascontiguousarray(r))
-            locs.append(t)
-        return rots, locs
+        count = len(self.rig.nodes)
+        rot = np.empty((count, n, 3, 3))
+        for mode, ix in self._modes.items():
+            if mode == "QUATERNION":
+                q = self._gather(values, "rotation_quaternion")[ix]
+                rot[ix] = rotations.quat_to_matrix(q)
+            elif mode == "AXIS_ANGLE":
+                rot[ix] = rotations.axis_angle_to_matrix(self._gather(values, "rotation_axis_angle")[ix])
+            else:
+                rot[ix] = rotations.euler_to_matrix(self._gather(values, "rotation_euler")[ix], mode)
+        if self._scaled:
+            rot *= self._gather(values, "scale")[:, :, None, :]
+        loc = self._gather(values, "location") * self._loc_mask[:, None]
+        # local transforms: (parent rest⁻¹ · rest) · basis
+        rot = np.matmul(self._lr[:, None], rot)
+        loc = np.matmul(self._lr[:, None], loc[..., None])[..., 0] + self._lt[:, None]
+        for ix, parents in self._levels:
+            p_rot = rot[parents]
+            loc[ix] = np.matmul(p_rot, loc[ix, :, :, None])[..., 0] + loc[parents]
+            rot[ix] = np.matmul(p_rot, rot[ix])
+        return rot, loc
 
     def points(self, values) -> np.ndarray:
         """(n, P, 3) world positions of the tracked points, in centimetres."""
         rot, loc = self.world_transforms(values)
-        pts = []
-        for i, node in enumerate(self.rig.nodes):
-            for p in node.points:
-                if p[0] == 0.0 and p[2] == 0.0:  # head / tail of a bone: on its Y axis
-                    pts.append(loc[i] if p[1] == 0.0 else loc[i] + rot[i][:, :, 1] * p[1])
-                else:
-                    pts.append(loc[i] + rot[i] @ p)
-        return np.stack(pts, axis=1) * self.rig.cm_per_unit
+        pts = loc[self._pt_node]
+        if self._pt_on_y.all():  # bone heads and tails: translation + length · Y axis
+            pts = pts + rot[self._pt_node][..., 1] * self._pt_local[:, None, 1, None]
+        else:
+            pts = pts + np.matmul(rot[self._pt_node], self._pt_local[:, None, :, None])[..., 0]
+        return pts.transpose(1, 0, 2) * self.rig.cm_per_unit
 
     __call__ = points
 
