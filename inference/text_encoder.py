@@ -10,13 +10,14 @@ already contains mean pooling and L2 normalisation, so ``encode`` returns unit v
     similarity = emb @ emb.T
 
 Loading is lazy: the constructor only records settings; the first ``encode`` (or an
-explicit ``load()``) reads the manifest, checks the files' sha256 once and opens the
-onnxruntime session. Only numpy, onnxruntime and tokenizers are used; nothing is downloaded.
+explicit ``load()``) reads the package (``package.load_package``), checks the files' sha256
+once and opens the onnxruntime session through ``runtime`` (shared per process; ``device`` and
+``threads`` as in the preferences). Only numpy, onnxruntime and tokenizers are used; nothing
+is downloaded.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -24,15 +25,19 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import runtime
 from .errors import ModelPackageError
+from .package import PackageError, file_sha256, load_package  # noqa: F401 (file_sha256: API)
+from .runtime import RuntimeSettings
 
 DEFAULT_PACKAGE = "text-minilm-l6"
+KIND = "text-encoder"
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "embedding"
-MAX_THREADS = 4
+MAX_THREADS = runtime.MAX_AUTO_THREADS
 
 
 def default_package_dir() -> Path:
@@ -41,42 +46,53 @@ def default_package_dir() -> Path:
 
 
 def _cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """Physical cores this process may use (see ``runtime.physical_cores``)."""
+    return runtime.physical_cores()
 
 
 def default_threads() -> int:
-    """Intra-op threads used when none are given: ``min(4, usable CPUs)``."""
+    """Intra-op threads used when none are given: ``min(4, physical cores)``."""
     return min(MAX_THREADS, _cpu_count())
 
 
 def default_providers() -> list[str]:
     """CUDA when this onnxruntime build offers it, always with the CPU as fallback."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    return list(runtime._provider_names(runtime.select_providers("AUTO")[0]))
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_WHAT = {MODEL_FILE: "model file", TOKENIZER_FILE: "tokenizer file", MANIFEST_FILE: "manifest"}
+
+
+@contextlib.contextmanager
+def _text_encoder_errors(package_dir: Path):
+    """Prefix package errors with what the text encoder was doing (the package layer's
+    message, naming the model, the file and the fix, follows)."""
+    try:
+        yield
+    except PackageError as exc:
+        what = _WHAT.get(exc.file, f"file {exc.file}")
+        path = exc.path or package_dir
+        prefix = {
+            "missing-folder": f"text encoder package folder missing: {package_dir}",
+            "missing-manifest": f"text encoder manifest missing: {path}",
+            "bad-json": f"text encoder manifest unreadable: {path}",
+            "missing-file": f"text encoder {what} missing: {path}",
+            "size": f"checksum mismatch for text encoder {what} {path}",
+            "checksum": f"checksum mismatch for text encoder {what} {path}",
+            "load": f"text encoder {what} could not be loaded: {path}",
+            "signature": f"text encoder {what} has the wrong signature: {path}",
+        }.get(exc.problem, f"text encoder manifest invalid ({path})")
+        raise ModelPackageError(f"{prefix}: {exc}") from exc
 
 
 class TextEncoder:
     """Encode captions into L2-normalised float32 embeddings of shape (B, dim).
 
     ``package_dir``: folder with manifest.json, model.onnx, tokenizer.json.
-    ``providers``: onnxruntime execution providers; default CUDA if available, else CPU.
-    ``threads``: intra-op threads; default ``min(4, CPU count)``.
+    ``providers``: onnxruntime execution providers, used as given (overrides ``device``).
+    ``threads``: intra-op threads; default ``min(4, physical cores)``.
     ``batch_size``: captions per onnxruntime call (each batch is padded to its longest).
+    ``device``: ``AUTO`` (CUDA if available, else CPU), ``CPU`` or ``CUDA`` (see ``runtime``).
     """
 
     def __init__(
@@ -85,6 +101,7 @@ class TextEncoder:
         providers: Sequence[str] | None = None,
         threads: int | None = None,
         batch_size: int = 64,
+        device: str = "AUTO",
     ):
         self.package_dir = Path(package_dir) if package_dir is not None else default_package_dir()
         if threads is not None and int(threads) < 1:
@@ -93,53 +110,27 @@ class TextEncoder:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.threads = int(threads) if threads is not None else default_threads()
         self.batch_size = int(batch_size)
+        self.settings = RuntimeSettings(device=device, threads=self.threads)
         self._requested_providers = list(providers) if providers is not None else None
         self._lock = threading.Lock()
         self._manifest: dict | None = None
+        self._package = None
         self._session = None
         self._tokenizer = None
 
     # --- loading ---------------------------------------------------------------------------
 
-    def _file(self, name: str, what: str) -> Path:
-        path = self.package_dir / name
-        if not path.is_file():
-            raise ModelPackageError(f"text encoder {what} missing: {path}")
-        return path
-
-    def _read_manifest(self) -> dict:
-        path = self._file(MANIFEST_FILE, "manifest")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelPackageError(f"text encoder manifest unreadable: {path}: {exc}") from exc
+    def _check_manifest(self, manifest: dict) -> None:
+        path = self.package_dir / MANIFEST_FILE
         problems = []
-        if not isinstance(manifest, dict):
-            raise ModelPackageError(f"text encoder manifest is not a JSON object: {path}")
-        if manifest.get("kind") != "text-encoder":
-            problems.append(f"kind is {manifest.get('kind')!r}, expected 'text-encoder'")
         for key in ("dim", "max_length"):
             if not isinstance(manifest.get(key), int) or manifest[key] < 1:
                 problems.append(f"{key} must be a positive integer")
-        files = manifest.get("files")
-        if not isinstance(files, dict):
-            problems.append("files is missing")
-        else:
-            for name in (MODEL_FILE, TOKENIZER_FILE):
-                entry = files.get(name)
-                if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-                    problems.append(f"files[{name!r}].sha256 is missing")
+        for name in (MODEL_FILE, TOKENIZER_FILE):
+            if name not in manifest["files"]:
+                problems.append(f"files[{name!r}] is missing")
         if problems:
             raise ModelPackageError(f"text encoder manifest invalid ({path}): " + "; ".join(problems))
-        return manifest
-
-    def _verify(self, path: Path, expected: str, what: str) -> None:
-        actual = file_sha256(path)
-        if actual != expected.lower():
-            raise ModelPackageError(
-                f"checksum mismatch for text encoder {what} {path}: expected sha256 {expected}, "
-                f"got {actual}; the file is corrupt or was modified (reinstall the extension)"
-            )
 
     def load(self) -> "TextEncoder":
         """Check the package and open the session (once; later calls are no-ops)."""
@@ -148,17 +139,33 @@ class TextEncoder:
         with self._lock:
             if self._session is not None:
                 return self
-            manifest = self._read_manifest()
-            model_path = self._file(MODEL_FILE, "model file")
-            tok_path = self._file(TOKENIZER_FILE, "tokenizer file")
-            self._verify(model_path, manifest["files"][MODEL_FILE]["sha256"], "model file")
-            self._verify(tok_path, manifest["files"][TOKENIZER_FILE]["sha256"], "tokenizer file")
-            tokenizer = self._make_tokenizer(tok_path, manifest)
-            session = self._make_session(model_path)
-            self._check_signature(session, model_path)
-            self._manifest, self._tokenizer = manifest, tokenizer
+
+            def hasher(p):  # looked up at call time, so tests can count the hashing
+                return file_sha256(p)
+
+            with _text_encoder_errors(self.package_dir):
+                package = load_package(self.package_dir, kind=KIND)
+                manifest = package.manifest
+                self._check_manifest(manifest)
+                package.verify(MODEL_FILE, hasher=hasher)
+                tok_path = package.verify(TOKENIZER_FILE, hasher=hasher)
+                tokenizer = self._make_tokenizer(tok_path, manifest)
+                # the package's runtime.onnxruntime_session_config keeps
+                # session.disable_quant_qdq=1: the weight-only DequantizeLinear nodes are folded
+                # into float32 weights at load, then plain float32 kernels run (exact, fast)
+                session = package.session(MODEL_FILE, self.settings,
+                                          providers=self._requested_providers, hasher=hasher)
+            self._check_signature(session, self.package_dir / MODEL_FILE)
+            self._manifest, self._tokenizer, self._package = manifest, tokenizer, package
             self._session = session
         return self
+
+    def release(self) -> None:
+        """Forget the session (and drop it from the runtime cache); the next use reloads."""
+        with self._lock:
+            if self._package is not None:
+                self._package.release()
+            self._session = self._package = None
 
     def _make_tokenizer(self, path: Path, manifest: dict):
         from tokenizers import Tokenizer
@@ -173,38 +180,6 @@ class TextEncoder:
         pad_token = tok.id_to_token(pad_id) or "[PAD]"
         tok.enable_padding(pad_id=pad_id, pad_token=pad_token)
         return tok
-
-    def _make_session(self, model_path: Path):
-        import onnxruntime as ort
-
-        def options():
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = self.threads
-            so.inter_op_num_threads = 1
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-            # The shipped model stores its MatMul weights as int8 behind DequantizeLinear
-            # (weight-only quantisation). Without QDQ fusion onnxruntime constant-folds them
-            # into float32 weights once at load, then runs the plain float32 kernels: exact
-            # (the export's parity numbers are measured this way) and as fast as fp32.
-            so.add_session_config_entry("session.disable_quant_qdq", "1")
-            so.log_severity_level = 3  # errors only
-            return so
-
-        providers = self._requested_providers or default_providers()
-        try:
-            return ort.InferenceSession(str(model_path), options(), providers=providers)
-        except Exception as exc:
-            if providers != ["CPUExecutionProvider"] and self._requested_providers is None:
-                # e.g. a CUDA build without a usable GPU/driver: fall back to the CPU
-                try:
-                    return ort.InferenceSession(
-                        str(model_path), options(), providers=["CPUExecutionProvider"])
-                except Exception as cpu_exc:
-                    exc = cpu_exc
-            raise ModelPackageError(
-                f"text encoder model file could not be loaded by onnxruntime: {model_path}: {exc}"
-            ) from exc
 
     def _check_signature(self, session, model_path: Path) -> None:
         inputs = {i.name for i in session.get_inputs()}

@@ -1,0 +1,420 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Where and how models run: onnxruntime sessions, and a PyTorch path for parts that do not
+export (bpy-free; never imports bpy or torch at module import).
+
+    settings = RuntimeSettings.from_preferences(preferences.get(context))  # AUTO/CPU/CUDA, threads
+    sess = get_session(path, settings, config={"session.disable_quant_qdq": "1"})
+    release()                                                # drop every cached session
+
+Device: ``AUTO`` uses CUDA when the installed onnxruntime offers ``CUDAExecutionProvider``
+(the ``onnxruntime-gpu`` build) and a GPU answers, else the CPU; ``CUDA`` asks for the GPU and
+falls back to the CPU with a note (:func:`session_info`) when it cannot; ``CPU`` never uses
+the GPU. Threads: the preference, or ``min(physical cores, 4)`` when it is 0. Sessions never
+spin (``session.intra_op.allow_spinning=0``) so idle inference threads leave Blender's CPU
+alone, run one operator at a time (inter-op 1) and are cached per process by (file, device,
+threads, options): a model is loaded once, whoever asks for it.
+
+Model packages (:mod:`.package`) open their sessions through here; use this module directly
+only for files that are not in a package.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+from .errors import ModelPackageError
+
+__all__ = [
+    "DEVICES", "CPU_PROVIDER", "CUDA_PROVIDER", "RuntimeSettings", "SessionInfo",
+    "physical_cores", "usable_cpus", "default_threads", "available_providers",
+    "select_providers", "session_options", "get_session", "session_info", "cached_sessions",
+    "release", "TorchModule", "TorchRunner", "import_torch", "load_torch_module",
+]
+
+DEVICES = ("AUTO", "CPU", "CUDA")
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+MAX_AUTO_THREADS = 4
+#: CUDA provider options: grow the GPU memory arena only by what is asked for, so the model
+#: leaves as much GPU memory as possible to Blender's viewport and Cycles.
+CUDA_OPTIONS = {"arena_extend_strategy": "kSameAsRequested"}
+_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+# --- settings -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Device (``AUTO``/``CPU``/``CUDA``), intra-op threads (0 = automatic) and graph
+    optimisation level (``disable``/``basic``/``extended``/``all``)."""
+
+    device: str = "AUTO"
+    threads: int = 0
+    optimization: str = "all"
+
+    def __post_init__(self):
+        device = str(self.device).upper()
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        object.__setattr__(self, "device", device)
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 0:
+            raise ValueError(f"threads must be 0 (automatic) or a positive integer, got {self.threads!r}")
+        if self.optimization not in _OPT_LEVELS:
+            raise ValueError(f"optimization must be one of {', '.join(_OPT_LEVELS)}, "
+                             f"got {self.optimization!r}")
+
+    @classmethod
+    def from_preferences(cls, prefs: Any = None) -> "RuntimeSettings":
+        """From the add-on preferences (``preferences.get(context)``: ``device``, ``threads``);
+        missing attributes fall back to the defaults."""
+        if prefs is None:
+            return cls()
+        return cls(device=str(getattr(prefs, "device", "AUTO") or "AUTO"),
+                   threads=int(getattr(prefs, "threads", 0) or 0))
+
+    @property
+    def resolved_threads(self) -> int:
+        return self.threads or default_threads()
+
+
+# --- CPU count ------------------------------------------------------------------------------
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _linux_physical(cpus: Sequence[int]) -> int | None:
+    cores = set()
+    for cpu in cpus:
+        base = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        for name in ("core_cpus_list", "thread_siblings_list"):
+            try:
+                cores.add((base / name).read_text().strip())
+                break
+            except OSError:
+                continue
+        else:
+            return None
+    return len(cores) or None
+
+
+def _macos_physical() -> int | None:
+    import subprocess
+
+    # performance cores on Apple silicon (efficiency cores slow a synchronous op down)
+    for key in ("hw.perflevel0.physicalcpu", "hw.physicalcpu"):
+        try:
+            out = subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=2)
+            if out.returncode == 0 and out.stdout.strip().isdigit():
+                return int(out.stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return None
+
+
+def _windows_physical() -> int | None:
+    import ctypes
+    from ctypes import wintypes
+
+    class Info(ctypes.Structure):  # SYSTEM_LOGICAL_PROCESSOR_INFORMATION
+        _fields_ = [("mask", ctypes.c_size_t), ("relationship", ctypes.c_int),
+                    ("reserved", ctypes.c_ulonglong * 2)]
+
+    k32 = ctypes.windll.kernel32
+    size = wintypes.DWORD(0)
+    k32.GetLogicalProcessorInformation(None, ctypes.byref(size))
+    buf = (Info * (size.value // ctypes.sizeof(Info)))()
+    if not k32.GetLogicalProcessorInformation(buf, ctypes.byref(size)):
+        return None
+    return sum(1 for info in buf if info.relationship == 0) or None  # RelationProcessorCore
+
+
+_physical: int | None = None
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads not counted; on Apple silicon the
+    performance cores). Falls back to :func:`usable_cpus`. Cached."""
+    global _physical
+    if _physical is None:
+        n = None
+        try:
+            if sys.platform.startswith("linux"):
+                try:
+                    cpus = sorted(os.sched_getaffinity(0))
+                except (AttributeError, OSError):
+                    cpus = list(range(os.cpu_count() or 1))
+                n = _linux_physical(cpus)
+            elif sys.platform == "darwin":
+                n = _macos_physical()
+            elif sys.platform == "win32":
+                n = _windows_physical()
+        except Exception:  # never fail over a CPU count
+            n = None
+        _physical = max(1, min(n or usable_cpus(), usable_cpus()))
+    return _physical
+
+
+def default_threads() -> int:
+    """Intra-op threads when the preference is 0: ``min(physical cores, 4)``."""
+    return min(MAX_AUTO_THREADS, physical_cores())
+
+
+# --- providers ------------------------------------------------------------------------------
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def select_providers(device: str = "AUTO") -> tuple[list, str | None]:
+    """(onnxruntime providers for ``device``, a note when the wish cannot be met).
+    The CPU is always last, as the fallback."""
+    device = RuntimeSettings(device=device).device
+    if device == "CPU":
+        return [CPU_PROVIDER], None
+    if CUDA_PROVIDER in available_providers():
+        return [(CUDA_PROVIDER, dict(CUDA_OPTIONS)), CPU_PROVIDER], None
+    if device == "CUDA":
+        return [CPU_PROVIDER], ("CUDA was requested but the installed onnxruntime has no CUDA "
+                                "support (it needs onnxruntime-gpu and an NVIDIA GPU); "
+                                "running on the CPU")
+    return [CPU_PROVIDER], None
+
+
+def _provider_names(providers: Sequence) -> tuple[str, ...]:
+    return tuple(p[0] if isinstance(p, (tuple, list)) else p for p in providers)
+
+
+def session_options(threads: int, config: Mapping[str, str] | None = None,
+                    optimization: str = "all"):
+    """``onnxruntime.SessionOptions``: ``threads`` intra-op threads, inter-op 1, sequential
+    execution, no spinning, the graph optimisation level, errors-only logging, plus the
+    session config entries in ``config``."""
+    import onnxruntime as ort
+
+    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = levels[optimization]
+    so.log_severity_level = 3  # errors only
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(str(key), str(value))
+    return so
+
+
+# --- the session cache ----------------------------------------------------------------------
+
+@dataclass
+class SessionInfo:
+    """What :func:`get_session` made: file, device actually used (``CPU``/``CUDA``), the
+    session's providers, threads, and a note when the requested device could not be used."""
+
+    path: Path
+    device: str
+    providers: list[str]
+    threads: int
+    note: str | None = None
+    key: tuple = field(default=(), repr=False)
+
+
+_cache: dict[tuple, tuple[Any, SessionInfo]] = {}
+_lock = threading.RLock()
+
+
+def get_session(path: str | os.PathLike, settings: RuntimeSettings | None = None, *,
+                providers: Sequence | None = None, config: Mapping[str, str] | None = None,
+                label: str | None = None):
+    """The ``onnxruntime.InferenceSession`` of ``path``, created once per process for each
+    (file version, device, threads, options) and then shared.
+
+    ``settings``: device, threads and optimisation (default: AUTO, automatic threads).
+    ``providers``: an explicit onnxruntime provider list, used as is (no fallback).
+    ``config``: session config entries (e.g. ``{"session.disable_quant_qdq": "1"}``).
+    ``label``: how error messages name the file (``"Model 'x' file y.onnx"``).
+    Raises ModelPackageError when onnxruntime cannot open the file (or is not installed).
+    """
+    settings = settings or RuntimeSettings()
+    path = Path(path)
+    label = label or str(path)
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ModelPackageError(
+            "onnxruntime is not installed in Blender's Python — reinstall the Sparse Motion "
+            "extension for your platform (it bundles onnxruntime)") from exc
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelPackageError(f"{label} is missing ({path}): {exc}") from exc
+    if providers is not None:
+        chosen, note, fallback = list(providers), None, False
+    else:
+        chosen, note = select_providers(settings.device)
+        fallback = _provider_names(chosen) != (CPU_PROVIDER,)
+    threads = settings.resolved_threads
+    cfg = {str(k): str(v) for k, v in (config or {}).items()}
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, _provider_names(chosen), threads,
+           settings.optimization, tuple(sorted(cfg.items())))
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            return hit[0]
+        try:
+            sess = ort.InferenceSession(str(path), session_options(threads, cfg, settings.optimization),
+                                        providers=chosen)
+        except Exception as exc:
+            if not fallback:
+                raise ModelPackageError(f"{label} could not be loaded by onnxruntime ({path}): "
+                                        f"{exc}") from exc
+            # e.g. onnxruntime-gpu without a usable GPU/driver: the CPU still works
+            try:
+                sess = ort.InferenceSession(str(path), session_options(threads, cfg, settings.optimization),
+                                            providers=[CPU_PROVIDER])
+            except Exception as cpu_exc:
+                raise ModelPackageError(f"{label} could not be loaded by onnxruntime ({path}): "
+                                        f"{cpu_exc}") from cpu_exc
+            note = f"the GPU could not be used ({str(exc).splitlines()[0][:200]}); running on the CPU"
+        used = list(sess.get_providers())
+        if CUDA_PROVIDER in _provider_names(chosen) and CUDA_PROVIDER not in used and note is None:
+            note = "the GPU could not be used (no CUDA device or driver?); running on the CPU"
+        info = SessionInfo(path=path, device="CUDA" if CUDA_PROVIDER in used else "CPU",
+                           providers=used, threads=threads, note=note, key=key)
+        _cache[key] = (sess, info)
+        return sess
+
+
+def session_info(session) -> SessionInfo | None:
+    """The :class:`SessionInfo` of a cached session (None for a session not made here)."""
+    with _lock:
+        for sess, info in _cache.values():
+            if sess is session:
+                return info
+    return None
+
+
+def cached_sessions() -> list[SessionInfo]:
+    with _lock:
+        return [info for _, info in _cache.values()]
+
+
+def release(path: str | os.PathLike | None = None) -> int:
+    """Drop cached sessions: all of them, or those of one file, or of every file under a
+    folder (a package). The memory is freed once no caller holds the session any more.
+    Returns how many were dropped."""
+    with _lock:
+        if path is None:
+            n = len(_cache)
+            _cache.clear()
+            return n
+        target = os.path.realpath(path)
+        prefix = target.rstrip(os.sep) + os.sep
+        drop = [k for k in _cache if k[0] == target or k[0].startswith(prefix)]
+        for k in drop:
+            del _cache[k]
+        return len(drop)
+
+
+# --- PyTorch (optional) ---------------------------------------------------------------------
+
+@runtime_checkable
+class TorchModule(Protocol):
+    """A model part that runs with PyTorch rather than onnxruntime (e.g. a Mamba scan or a
+    GAN part that does not export): numpy arrays in, numpy array(s) out."""
+
+    def __call__(self, *inputs: Any, **named: Any) -> Any: ...
+
+    def release(self) -> None: ...
+
+
+def import_torch(label: str = "This model"):
+    """``import torch``, or ModelPackageError with what to do when it is not installed."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise ModelPackageError(
+            f"{label} needs PyTorch for parts that do not run in onnxruntime, and PyTorch is "
+            "not installed in Blender's Python — choose a model that runs with onnxruntime "
+            "only, or install torch into Blender's Python") from exc
+    return torch
+
+
+class TorchRunner:
+    """Runs an ``nn.Module`` in inference mode on numpy arrays (implements TorchModule)."""
+
+    def __init__(self, module, device: str, torch_module=None):
+        self.module = module
+        self.device = device
+        self._torch = torch_module
+
+    def _to_torch(self, x):
+        torch = self._torch
+        if isinstance(x, torch.Tensor):
+            return x.to(self.device)
+        import numpy as np
+
+        if isinstance(x, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        return x
+
+    def _to_numpy(self, y):
+        torch = self._torch
+        if isinstance(y, torch.Tensor):
+            return y.detach().to("cpu").numpy()
+        if isinstance(y, (tuple, list)):
+            return type(y)(self._to_numpy(v) for v in y)
+        if isinstance(y, dict):
+            return {k: self._to_numpy(v) for k, v in y.items()}
+        return y
+
+    def __call__(self, *inputs, **named):
+        if self.module is None:
+            raise RuntimeError("this PyTorch model part was released")
+        with self._torch.inference_mode():
+            out = self.module(*(self._to_torch(x) for x in inputs),
+                              **{k: self._to_torch(v) for k, v in named.items()})
+        return self._to_numpy(out)
+
+    def release(self) -> None:
+        self.module = None
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()
+
+
+def load_torch_module(build: Callable, *, weights: str | os.PathLike | None = None,
+                      settings: RuntimeSettings | None = None,
+                      label: str = "This model") -> TorchRunner:
+    """Build a PyTorch part: ``build(torch)`` returns the ``nn.Module``; ``weights`` is a
+    state dict file (loaded with ``weights_only=True``). Device from ``settings`` (CUDA when
+    AUTO/CUDA and ``torch.cuda.is_available()``); threads are set when ``settings.threads``
+    is given. torch is imported only here."""
+    torch = import_torch(label)
+    settings = settings or RuntimeSettings()
+    device = "cuda" if settings.device in ("AUTO", "CUDA") and torch.cuda.is_available() else "cpu"
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    try:
+        module = build(torch)
+        if weights is not None:
+            state = torch.load(str(weights), map_location="cpu", weights_only=True)
+            module.load_state_dict(state)
+        module = module.eval().to(device)
+    except Exception as exc:
+        raise ModelPackageError(f"{label} could not be loaded by PyTorch: {exc}") from exc
+    return TorchRunner(module, device, torch)
