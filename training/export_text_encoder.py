@@ -553,6 +553,18 @@ def main(argv=None) -> int:
         "name": "text-minilm-l6",
         "kind": "text-encoder",
         "version": PACKAGE_VERSION,
+        "default": True,
+        "description": "all-MiniLM-L6-v2 sentence embeddings (384-d), int8 weights",
+        "commercial_use": True,
+        "training": {
+            "data": [{"name": "sentence-transformers/all-MiniLM-L6-v2 (pretrained upstream weights; "
+                              "exported and quantised, not retrained)",
+                      "license": "Apache-2.0",
+                      "url": "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2",
+                      "commercial_use": True}],
+            "command": ".venv-train/bin/python training/export_text_encoder.py",
+            "seed": SEED,
+        },
         "dim": DIM,
         "max_length": args.max_length,
         "truncation": True,
@@ -568,7 +580,8 @@ def main(argv=None) -> int:
                                "size": (out / "tokenizer.json").stat().st_size},
             REFERENCE_FILE: {"sha256": sha256(out / REFERENCE_FILE),
                              "size": (out / REFERENCE_FILE).stat().st_size,
-                             "purpose": "test data: torch embeddings of a few captions"},
+                             "purpose": "test data: torch embeddings of a few captions",
+                             "optional": True},
         },
         "source": {
             "model": "sentence-transformers/all-MiniLM-L6-v2",
@@ -607,7 +620,13 @@ def main(argv=None) -> int:
             "note": "weight-only DequantizeLinear nodes are folded to float32 weights at load",
         },
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    sys.path.insert(0, str(ROOT / "tools"))
+    import devimport
+
+    devimport.load()
+    from sparse_motion.inference.package import write_manifest
+
+    write_manifest(out, manifest)  # recomputes sha256 and sizes, validates the format
     print(f"wrote {out} ({label}, model.onnx {(out / 'model.onnx').stat().st_size / 1e6:.1f} MB, "
           f"sha256 {manifest['files']['model.onnx']['sha256'][:16]}…)")
 
