@@ -631,10 +631,6 @@ def main(argv=None) -> int:
           f"sha256 {manifest['files']['model.onnx']['sha256'][:16]}…)")
 
     # 5. end-to-end check: the extension's own TextEncoder on the written package
-    sys.path.insert(0, str(ROOT / "tools"))
-    import devimport
-
-    devimport.load()
     from sparse_motion.inference.text_encoder import TextEncoder
 
     enc = TextEncoder(out, providers=["CPUExecutionProvider"], threads=args.threads)
