@@ -85,8 +85,10 @@ class ChannelMap:
     def __init__(self, rig: Rig, channels):
         self.rig = rig
         # parent rest⁻¹ · rest, fixed per bone: computed once, not per FK call
+        rests = np.array([node.rest for node in rig.nodes], dtype=np.float64).reshape(-1, 4, 4)
+        inverses = affine_inverse(rests)
         self._local = [
-            node.rest if node.parent <= 0 else np.linalg.inv(rig.nodes[node.parent].rest) @ node.rest
+            node.rest if node.parent <= 0 else inverses[node.parent] @ node.rest
             for node in rig.nodes
         ]
         names = {node.name: i for i, node in enumerate(rig.nodes)}
@@ -210,6 +212,22 @@ class ChannelMap:
         return pts.transpose(1, 0, 2) * self.rig.cm_per_unit
 
     __call__ = points
+
+
+def affine_inverse(m):
+    """Inverse of affine 4×4 matrices (..., 4, 4) in closed form (adjugate by cross products).
+
+    Avoids LAPACK for tiny matrices: under load its thread pool can cost milliseconds a call."""
+    m = np.asarray(m, dtype=np.float64)
+    a, b, c = m[..., :3, 0], m[..., :3, 1], m[..., :3, 2]
+    bc, ca, ab = np.cross(b, c), np.cross(c, a), np.cross(a, b)
+    det = np.einsum("...i,...i->...", a, bc)
+    inv_r = np.stack([bc, ca, ab], axis=-2) / det[..., None, None]
+    out = np.zeros(m.shape)
+    out[..., :3, :3] = inv_r
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", inv_r, m[..., :3, 3])
+    out[..., 3, 3] = 1.0
+    return out
 
 
 def _identity(prop):
