@@ -274,6 +274,10 @@ def main():
     ap.add_argument("--no-floor", action="store_true")
     ap.add_argument("--other-skeletons", action="store_true",
                     help="also run on Bandai clips rewritten as 3-channel joints, other rotation orders, 60 and 120 fps")
+    ap.add_argument("--other-only", action="store_true", help="skip the main Bandai pass")
+    ap.add_argument("--other-max-frames", type=int, default=600,
+                    help="source clips longer than this are left out of the other-skeleton pass "
+                         "(the DP floor is quadratic in length: a 120 fps dance takes many minutes)")
     ap.add_argument("--out", default=None, help="write rows as JSON here")
     args = ap.parse_args()
     rows, texts = [], []
@@ -283,17 +287,22 @@ def main():
         if args.out:
             Path(args.out).write_text(json.dumps({"rows": rows + list(extra), "summary": "\n".join(texts)}, indent=1))
 
-    for zname, member in clips:
+    for zname, member in [] if args.other_only else clips:
         path = tmp / Path(member).name
         path.write_bytes(zipfile.ZipFile(DATA / zname).read(member))
         run_clip(path, Path(member).stem, rows, with_floor=not args.no_floor)
         dump()
-    texts.append(summarise(rows, f"Bandai Namco, {len(clips)} clips (21 joints, 6 channels, ZXY, 30 fps)"))
-    if args.other_skeletons:
+    if rows:
+        texts.append(summarise(rows, f"Bandai Namco, {len(clips)} clips (21 joints, 6 channels, ZXY, 30 fps)"))
+    if args.other_skeletons or args.other_only:
         import other_skeletons  # benchmarks/other_skeletons.py
 
+        from sparse_motion.motion import bvh as bvh_io
+
+        short = [(z, m) for z, m in clips
+                 if bvh_io.read(zipfile.ZipFile(DATA / z).read(m)).num_frames <= args.other_max_frames]
         orows = []
-        for variant, path in other_skeletons.variants(clips[: max(4, len(clips) // 4)], DATA, tmp):
+        for variant, path in other_skeletons.variants(short[: max(4, len(clips) // 4)], DATA, tmp):
             run_clip(path, variant, orows, with_floor=not args.no_floor)
             dump(orows)
         texts.append(summarise(orows, "Other skeletons (3-channel joints, XYZ/YZX orders, 60 and 120 fps)"))
