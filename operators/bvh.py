@@ -4,7 +4,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from ..errors import SparseMotionError
+from .reporting import run_and_report
 from ..properties import reduce_props
 
 MENU_LABEL = "Sparse Motion BVH (.bvh)"
@@ -81,19 +81,11 @@ class SPARSEMOTION_OT_import_bvh(bpy.types.Operator, ImportHelper):
         if self.reduce:
             settings = ReduceSettings(mode=self.mode, ratio=self.ratio,
                                       max_error_cm=self.max_error, handles=self.handles)
-        try:
-            result = import_bvh_result(
-                self.filepath, target=target, scale=self.scale, reduce=settings,
-                frame_start=self.frame_start, set_fps=self.set_fps,
-                set_frame_range=self.set_frame_range,
-            )
-        except SparseMotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        for warning in result.warnings:
-            self.report({"WARNING"}, warning)
-        self.report({"INFO"}, result.message())
-        return {"FINISHED"}
+        return run_and_report(self, lambda: import_bvh_result(
+            self.filepath, target=target, scale=self.scale, reduce=settings,
+            frame_start=self.frame_start, set_fps=self.set_fps,
+            set_frame_range=self.set_frame_range,
+        ))
 
     def draw(self, context):
         layout = self.layout
@@ -169,17 +161,10 @@ class SPARSEMOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
             start, end = context.scene.frame_start, context.scene.frame_end
         elif self.frame_range == "CUSTOM":
             start, end = self.frame_start, self.frame_end
-        try:
-            result = export_bvh(context.active_object, self.filepath, frame_start=start,
-                                frame_end=end, scale=self.scale,
-                                rotation_order=self.rotation_order)
-        except SparseMotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        for warning in result.warnings:
-            self.report({"WARNING"}, warning)
-        self.report({"INFO"}, result.message())
-        return {"FINISHED"}
+        return run_and_report(self, lambda: export_bvh(
+            context.active_object, self.filepath, frame_start=start, frame_end=end,
+            scale=self.scale, rotation_order=self.rotation_order,
+        ))
 
     def draw(self, context):
         layout = self.layout

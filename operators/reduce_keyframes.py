@@ -2,7 +2,7 @@
 """Reduce Keyframes: dense motion → synchronised sparse keys with fitted handles."""
 import bpy
 
-from ..errors import SparseMotionError
+from .reporting import run_and_report
 from ..properties import reduce_props
 
 
@@ -40,15 +40,7 @@ class SPARSEMOTION_OT_reduce_keyframes(bpy.types.Operator):
             mode=self.mode, ratio=self.ratio, max_error_cm=self.max_error, bones=self.bones,
             handles=self.handles, output=self.output,
         )
-        try:
-            result = reduce_object(context.active_object, settings)
-        except SparseMotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        for warning in result.warnings:
-            self.report({"WARNING"}, warning)
-        self.report({"INFO"}, result.message())
-        return {"FINISHED"}
+        return run_and_report(self, lambda: reduce_object(context.active_object, settings))
 
     def draw(self, context):
         layout = self.layout
