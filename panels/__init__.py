@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-from . import motion_panel
+from . import motion_panel, retarget_panel
 
-_modules = (motion_panel,)
+_modules = (motion_panel, retarget_panel)
 
 
 def register():
