@@ -113,6 +113,14 @@ def assign(id_data, channels: Channels):
         adt.action_slot = channels.slot
 
 
+def reassign(id_data, action, slot):
+    """Put back a previous action (and slot) on ``id_data``."""
+    adt = id_data.animation_data or id_data.animation_data_create()
+    adt.action = action
+    if slot is not None and adt.action_slot != slot:
+        adt.action_slot = slot
+
+
 def is_linked(action) -> bool:
     """True for an action that cannot be edited here (linked from a library, or an override's
     linked reference)."""

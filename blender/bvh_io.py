@@ -44,6 +44,8 @@ from ..motion import bvh as bvh_mod
 from ..motion import rotations as rot
 from ..motion.skeleton import Skeleton, bvh_forward_kinematics
 from . import actions, fcurve_io
+from .edits import Rollback, set_scene_range
+from .reduce import reduce_or_warn
 
 # BVH (Y up) → Blender (Z up): x' = x, y' = -z, z' = y
 C = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -151,12 +153,10 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
     T = bvh.local_translations()  # (F, J, 3)
     layout = _rest_layout(bvh, sk, scale) if new_armature else None
 
-    created = []  # datablocks to remove if anything fails
-    restore = []  # callables that undo changes to existing data
     warnings = []
-    try:
+    with Rollback() as rb:  # nothing is left behind if any step fails
         if new_armature:
-            obj, bone_names = _build_armature(name, bvh, layout, created)
+            obj, bone_names = _build_armature(name, bvh, layout, rb)
         else:
             obj = target
             bone_names = [j.name for j in bvh.joints]
@@ -167,7 +167,7 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
         frames = frame_start + np.arange(n_frames, dtype=np.float64)
 
         action, channels = actions.new_action_for(obj, name)
-        created.append(("actions", action))
+        rb.created(action)
         n_keys = 0
         for bone, (quat, loc) in basis.items():
             path = bone_data_path(bone, "rotation_quaternion")
@@ -184,44 +184,36 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
         for bone, (_quat, loc) in basis.items():
             pb = obj.pose.bones[bone]
             old = (pb.rotation_mode, tuple(pb.location), tuple(pb.scale))
-            restore.append(lambda pb=pb, old=old: _set_pose_static(pb, *old))
+            rb.restore(lambda pb=pb, old=old: _set_pose_static(pb, *old))
             _set_pose_static(pb, "QUATERNION", (0.0, 0.0, 0.0) if loc is None else None,
                              (1.0, 1.0, 1.0))
         adt = obj.animation_data
         if adt is None:
-            restore.append(lambda: obj.animation_data_clear())
+            rb.restore(lambda: obj.animation_data_clear())
         old_action = adt.action if adt is not None else None
         old_slot = actions.assigned_slot(obj)
         if old_action is not None:
-            restore.append(lambda a=old_action, s=old_slot: _reassign(obj, a, s))
+            rb.restore(lambda a=old_action, s=old_slot: actions.reassign(obj, a, s))
         actions.assign(obj, channels)
         if old_action is not None and old_action != action and not old_action.use_fake_user:
             old_action.use_fake_user = True
-            restore.append(lambda a=old_action: setattr(a, "use_fake_user", False))
+            rb.restore(lambda a=old_action: setattr(a, "use_fake_user", False))
             warnings.append(f"The previous action '{old_action.name}' is kept (fake user)")
 
         reduce_result = None
         if reduce is not None:
-            reduce_result = _reduce(obj, reduce, warnings)
+            reduce_result = reduce_or_warn(obj, reduce, warnings)
 
         scene = bpy.context.scene
         if set_fps:
             fps, base = _fps_for(bvh.frame_time)
             old_fps = (scene.render.fps, scene.render.fps_base)
-            restore.append(lambda o=old_fps: _set_fps(scene, *o))
+            rb.restore(lambda o=old_fps: _set_fps(scene, *o))
             _set_fps(scene, fps, base)
         if set_frame_range:
             old_range = (scene.frame_start, scene.frame_end)
-            restore.append(lambda o=old_range: _set_range(scene, *o))
-            _set_range(scene, int(frames[0]), int(frames[-1]))
-    except BaseException:
-        for undo in reversed(restore):
-            try:
-                undo()
-            except Exception:  # pragma: no cover - best effort
-                pass
-        _remove(created)
-        raise
+            rb.restore(lambda o=old_range: set_scene_range(scene, *o))
+            set_scene_range(scene, int(frames[0]), int(frames[-1]))
     return ImportResult(
         obj=obj, action=action, frames=bvh.num_frames, joints=bvh.num_joints, keys=n_keys,
         new_armature=new_armature, reduce_result=reduce_result, warnings=warnings,
@@ -325,15 +317,13 @@ def _rest_layout(bvh, sk, s) -> _Layout:
     return _Layout(heads, tails, connect)
 
 
-def _build_armature(name, bvh, layout, created):
+def _build_armature(name, bvh, layout, rb):
     """Create and link a new armature object; returns (object, bone name per joint)."""
     ctx = bpy.context
     if ctx.mode != "OBJECT" and bpy.ops.object.mode_set.poll():
         bpy.ops.object.mode_set(mode="OBJECT")
-    data = bpy.data.armatures.new(name)
-    created.append(("armatures", data))
-    obj = bpy.data.objects.new(name, data)
-    created.append(("objects", obj))
+    data = rb.created(bpy.data.armatures.new(name))
+    obj = rb.created(bpy.data.objects.new(name, data))
     collection = ctx.collection
     if collection is None or collection.library is not None:
         collection = ctx.scene.collection
@@ -471,25 +461,6 @@ def _set_pose_static(pb, mode, location, scale):
         pb.scale = scale
 
 
-def _reassign(obj, action, slot):
-    adt = obj.animation_data or obj.animation_data_create()
-    adt.action = action
-    if slot is not None and adt.action_slot != slot:
-        adt.action_slot = slot
-
-
-def _reduce(obj, settings, warnings):
-    from .reduce import reduce_object
-
-    try:
-        result = reduce_object(obj, settings)
-    except InputError as exc:  # e.g. a still pose: nothing to reduce, keep the dense keys
-        warnings.append(f"Keys not reduced: {exc}")
-        return None
-    warnings.extend(result.warnings)
-    return result
-
-
 def _fps_for(frame_time):
     exact = 1.0 / frame_time
     fps = int(min(max(round(exact), 1), 1000))
@@ -502,23 +473,6 @@ def _fps_for(frame_time):
 def _set_fps(scene, fps, base):
     scene.render.fps = fps
     scene.render.fps_base = base
-
-
-def _set_range(scene, start, end):
-    if start > scene.frame_end:
-        scene.frame_end = end
-        scene.frame_start = start
-    else:
-        scene.frame_start = start
-        scene.frame_end = end
-
-
-def _remove(created):
-    for kind, datablock in reversed(created):
-        try:
-            getattr(bpy.data, kind).remove(datablock)
-        except Exception:  # pragma: no cover - best effort (already gone)
-            pass
 
 
 # =========================================================================== export

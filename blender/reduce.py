@@ -77,6 +77,18 @@ def reduce_object(obj, settings: ReduceSettings) -> ReduceResult:
     return apply_plan(plan)
 
 
+def reduce_or_warn(obj, settings: ReduceSettings, warnings: list):
+    """Reduce freshly written dense keys in place; when there is nothing to reduce (a still
+    pose…) keep the dense keys and add a warning instead. Returns the result or None."""
+    try:
+        result = reduce_object(obj, settings)
+    except InputError as exc:
+        warnings.append(f"Keys not reduced: {exc}")
+        return None
+    warnings.extend(result.warnings)
+    return result
+
+
 def plan_reduction(obj, settings: ReduceSettings) -> _Plan:
     """Check everything and compute the new keys; raises InputError; changes nothing."""
     t0 = time.perf_counter()

@@ -33,6 +33,7 @@ from ..retarget import conventions as cv
 from ..retarget import mapping as rmap
 from ..retarget import solve as rsolve
 from . import actions, fcurve_io
+from .edits import Rollback, set_scene_range
 
 # BVH / canonical (Y up) → Blender armature space of an imported BVH (Z up).
 _C = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -341,11 +342,9 @@ def _apply(source, obj, mapping, foot_pinning, reduce, name, frame_start, root_m
     frames = float(frame_start) + np.arange(F, dtype=np.float64)
     warnings = list(sol.warnings)
 
-    created = []
-    restore = []
-    try:
+    with Rollback() as rb:  # nothing is left behind if any step fails
         action, channels = actions.new_action_for(obj, name or "Retarget")
-        created.append(action)
+        rb.created(action)
         curves = {}
         for bone, (quat, loc) in sol.keyed.items():
             pb = obj.pose.bones[bone]
@@ -363,7 +362,7 @@ def _apply(source, obj, mapping, foot_pinning, reduce, name, frame_start, root_m
             for pb in obj.pose.bones:
                 if RIGIFY_IK_FK in pb.keys():
                     old = pb[RIGIFY_IK_FK]
-                    restore.append(lambda pb=pb, old=old: pb.__setitem__(RIGIFY_IK_FK, old))
+                    rb.restore(lambda pb=pb, old=old: pb.__setitem__(RIGIFY_IK_FK, old))
                     pb[RIGIFY_IK_FK] = 1.0
                     path = f'pose.bones["{_escape(pb.name)}"]["{RIGIFY_IK_FK}"]'
                     fcurve_io.write_dense(channels.new_fcurve(path, 0, pb.name), frames[[0, -1]],
@@ -376,11 +375,11 @@ def _apply(source, obj, mapping, foot_pinning, reduce, name, frame_start, root_m
         old_action = adt.action if adt is not None else None
         old_slot = actions.assigned_slot(obj)
         if old_action is not None:
-            restore.append(lambda a=old_action, s=old_slot: _reassign(obj, a, s))
+            rb.restore(lambda a=old_action, s=old_slot: actions.reassign(obj, a, s))
         actions.assign(obj, channels)
         if old_action is not None and old_action != action and not old_action.use_fake_user:
             old_action.use_fake_user = True
-            restore.append(lambda a=old_action: setattr(a, "use_fake_user", False))
+            rb.restore(lambda a=old_action: setattr(a, "use_fake_user", False))
             warnings.append(f"The previous action '{old_action.name}' is kept (fake user)")
         if verify:  # the dense keys as Blender evaluates them, before any reduction
             warnings += _verify_and_refine(obj, sol, frames, curves)
@@ -388,30 +387,14 @@ def _apply(source, obj, mapping, foot_pinning, reduce, name, frame_start, root_m
         if reduce is not None:
             from dataclasses import replace
 
-            from .reduce import reduce_object
+            from .reduce import reduce_or_warn
 
-            try:
-                reduce_result = reduce_object(obj, replace(reduce, output="REPLACE", bones="ALL"))
-                warnings.extend(reduce_result.warnings)
-            except InputError as exc:  # e.g. a still pose: keep the dense keys
-                warnings.append(f"Keys not reduced: {exc}")
+            reduce_result = reduce_or_warn(obj, replace(reduce, output="REPLACE", bones="ALL"), warnings)
         scene = bpy.context.scene
         if set_frame_range:
             old = (scene.frame_start, scene.frame_end)
-            restore.append(lambda o=old: _set_range(scene, *o))
-            _set_range(scene, int(frames[0]), int(frames[-1]))
-    except BaseException:
-        for undo in reversed(restore):
-            try:
-                undo()
-            except Exception:  # pragma: no cover - best effort
-                pass
-        for a in created:
-            try:
-                bpy.data.actions.remove(a)
-            except Exception:  # pragma: no cover
-                pass
-        raise
+            rb.restore(lambda o=old: set_scene_range(scene, *o))
+            set_scene_range(scene, int(frames[0]), int(frames[-1]))
 
     drift, pinned = _foot_drift(obj, sol)
     unreached = sum(len(v) for v in sol.unreached.values())
@@ -453,22 +436,6 @@ def _set_values(fcurves, frames, values):
 
 def _escape(name):
     return name.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _reassign(obj, action, slot):
-    adt = obj.animation_data or obj.animation_data_create()
-    adt.action = action
-    if slot is not None and adt.action_slot != slot:
-        adt.action_slot = slot
-
-
-def _set_range(scene, start, end):
-    if start > scene.frame_end:
-        scene.frame_end = end
-        scene.frame_start = start
-    else:
-        scene.frame_start = start
-        scene.frame_end = end
 
 
 def _cm_per_armature_unit(obj):
