@@ -39,6 +39,13 @@ def reduce_props():
     }
 
 
+def draw_reduce_options(layout, owner):
+    """Mode, keep ratio or max error, and handles of ``owner``'s reduce properties."""
+    layout.prop(owner, "mode")
+    layout.prop(owner, "ratio" if owner.mode == "RATIO" else "max_error")
+    layout.prop(owner, "handles")
+
+
 class SPARSEMOTION_PG_settings(bpy.types.PropertyGroup):
     __annotations__ = reduce_props()
 

@@ -44,7 +44,7 @@ from ..motion import bvh as bvh_mod
 from ..motion import rotations as rot
 from ..motion.skeleton import Skeleton, bvh_forward_kinematics
 from . import actions, fcurve_io
-from .edits import Rollback, set_scene_range
+from .edits import Rollback, assign_keeping_previous, set_scene_range
 from .reduce import reduce_or_warn
 
 # BVH (Y up) → Blender (Z up): x' = x, y' = -z, z' = y
@@ -187,18 +187,7 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
             rb.restore(lambda pb=pb, old=old: _set_pose_static(pb, *old))
             _set_pose_static(pb, "QUATERNION", (0.0, 0.0, 0.0) if loc is None else None,
                              (1.0, 1.0, 1.0))
-        adt = obj.animation_data
-        if adt is None:
-            rb.restore(lambda: obj.animation_data_clear())
-        old_action = adt.action if adt is not None else None
-        old_slot = actions.assigned_slot(obj)
-        if old_action is not None:
-            rb.restore(lambda a=old_action, s=old_slot: actions.reassign(obj, a, s))
-        actions.assign(obj, channels)
-        if old_action is not None and old_action != action and not old_action.use_fake_user:
-            old_action.use_fake_user = True
-            rb.restore(lambda a=old_action: setattr(a, "use_fake_user", False))
-            warnings.append(f"The previous action '{old_action.name}' is kept (fake user)")
+        assign_keeping_previous(obj, channels, rb, warnings)
 
         reduce_result = None
         if reduce is not None:

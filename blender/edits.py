@@ -46,6 +46,25 @@ class Rollback:
         return False
 
 
+def assign_keeping_previous(obj, channels, rb: Rollback, warnings: list):
+    """Make ``obj`` play the new action in ``channels``; the previous action gets a fake user
+    (so it survives saving) and both are restored if the surrounding change fails."""
+    from . import actions
+
+    adt = obj.animation_data
+    if adt is None:
+        rb.restore(lambda: obj.animation_data_clear())
+    old_action = adt.action if adt is not None else None
+    old_slot = actions.assigned_slot(obj)
+    if old_action is not None:
+        rb.restore(lambda a=old_action, s=old_slot: actions.reassign(obj, a, s))
+    actions.assign(obj, channels)
+    if old_action is not None and old_action != channels.action and not old_action.use_fake_user:
+        old_action.use_fake_user = True
+        rb.restore(lambda a=old_action: setattr(a, "use_fake_user", False))
+        warnings.append(f"The previous action '{old_action.name}' is kept (fake user)")
+
+
 _COLLECTIONS = {"OBJECT": "objects", "ARMATURE": "armatures", "ACTION": "actions", "MESH": "meshes"}
 
 

@@ -28,6 +28,14 @@ class ReduceSettings:
     handles: str = "FREE"  # 'FREE' (fitted per segment) or 'ALIGNED' (smooth tangents)
     output: str = "REPLACE"  # 'REPLACE' in place, or 'NEW_ACTION' (keeps the original)
 
+    @classmethod
+    def from_props(cls, props, **overrides):
+        """From an operator or property group carrying ``properties.reduce_props()``."""
+        fields = {"mode": "mode", "ratio": "ratio", "max_error_cm": "max_error", "bones": "bones",
+                  "handles": "handles", "output": "output"}
+        values = {f: getattr(props, p) for f, p in fields.items() if hasattr(props, p)}
+        return cls(**{**values, **overrides})
+
 
 @dataclass
 class ReduceResult:

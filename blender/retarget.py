@@ -33,7 +33,7 @@ from ..retarget import conventions as cv
 from ..retarget import mapping as rmap
 from ..retarget import solve as rsolve
 from . import actions, fcurve_io
-from .edits import Rollback, set_scene_range
+from .edits import Rollback, assign_keeping_previous, set_scene_range
 
 # BVH / canonical (Y up) → Blender armature space of an imported BVH (Z up).
 _C = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -371,16 +371,7 @@ def _apply(source, obj, mapping, foot_pinning, reduce, name, frame_start, root_m
         if ik_fk:
             warnings.append(f"Rigify limbs switched to FK ({', '.join(ik_fk)})")
 
-        adt = obj.animation_data
-        old_action = adt.action if adt is not None else None
-        old_slot = actions.assigned_slot(obj)
-        if old_action is not None:
-            rb.restore(lambda a=old_action, s=old_slot: actions.reassign(obj, a, s))
-        actions.assign(obj, channels)
-        if old_action is not None and old_action != action and not old_action.use_fake_user:
-            old_action.use_fake_user = True
-            rb.restore(lambda a=old_action: setattr(a, "use_fake_user", False))
-            warnings.append(f"The previous action '{old_action.name}' is kept (fake user)")
+        assign_keeping_previous(obj, channels, rb, warnings)
         if verify:  # the dense keys as Blender evaluates them, before any reduction
             warnings += _verify_and_refine(obj, sol, frames, curves)
         reduce_result = None

@@ -4,8 +4,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from .reporting import run_and_report
-from ..properties import reduce_props
+from .reporting import poll_problem, run_and_report
+from ..properties import draw_reduce_options, reduce_props
 
 MENU_LABEL = "Sparse Motion BVH (.bvh)"
 
@@ -79,8 +79,7 @@ class SPARSEMOTION_OT_import_bvh(bpy.types.Operator, ImportHelper):
                 return {"CANCELLED"}
         settings = None
         if self.reduce:
-            settings = ReduceSettings(mode=self.mode, ratio=self.ratio,
-                                      max_error_cm=self.max_error, handles=self.handles)
+            settings = ReduceSettings.from_props(self, bones="ALL", output="REPLACE")
         return run_and_report(self, lambda: import_bvh_result(
             self.filepath, target=target, scale=self.scale, reduce=settings,
             frame_start=self.frame_start, set_fps=self.set_fps,
@@ -99,9 +98,7 @@ class SPARSEMOTION_OT_import_bvh(bpy.types.Operator, ImportHelper):
         layout.prop(self, "reduce")
         col = layout.column()
         col.enabled = self.reduce
-        col.prop(self, "mode")
-        col.prop(self, "ratio" if self.mode == "RATIO" else "max_error")
-        col.prop(self, "handles")
+        draw_reduce_options(col, self)
 
 
 def export_problem(context):
@@ -137,11 +134,7 @@ class SPARSEMOTION_OT_export_bvh(bpy.types.Operator, ExportHelper):
 
     @classmethod
     def poll(cls, context):
-        problem = export_problem(context)
-        if problem:
-            cls.poll_message_set(problem)
-            return False
-        return True
+        return poll_problem(cls, export_problem(context))
 
     def invoke(self, context, event):
         obj = context.active_object

@@ -2,7 +2,7 @@
 """Reduce Keyframes: dense motion → synchronised sparse keys with fitted handles."""
 import bpy
 
-from .reporting import run_and_report
+from .reporting import poll_problem, run_and_report
 from ..properties import reduce_props
 
 
@@ -27,19 +27,12 @@ class SPARSEMOTION_OT_reduce_keyframes(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        problem = active_action_problem(context)
-        if problem:
-            cls.poll_message_set(problem)
-            return False
-        return True
+        return poll_problem(cls, active_action_problem(context))
 
     def execute(self, context):
         from ..blender.reduce import ReduceSettings, reduce_object
 
-        settings = ReduceSettings(
-            mode=self.mode, ratio=self.ratio, max_error_cm=self.max_error, bones=self.bones,
-            handles=self.handles, output=self.output,
-        )
+        settings = ReduceSettings.from_props(self)
         return run_and_report(self, lambda: reduce_object(context.active_object, settings))
 
     def draw(self, context):

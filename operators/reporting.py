@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The one way operators run work and tell the user about it."""
+"""The one way operators explain a greyed-out button, run work and tell the user about it."""
 from ..errors import SparseMotionError
 
 
@@ -15,3 +15,11 @@ def run_and_report(operator, work):
         operator.report({"WARNING"}, warning)
     operator.report({"INFO"}, result.message())
     return {"FINISHED"}
+
+
+def poll_problem(operator_cls, problem):
+    """Poll result for a problem text (None = can run): greyed-out buttons say why."""
+    if problem:
+        operator_cls.poll_message_set(problem)
+        return False
+    return True

@@ -12,7 +12,8 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..errors import SparseMotionError
-from ..properties import reduce_props
+from .reporting import poll_problem, run_and_report
+from ..properties import draw_reduce_options, reduce_props
 from ..retarget import conventions as cv
 
 ROOT_MOTIONS = [
@@ -95,11 +96,7 @@ class SPARSEMOTION_OT_retarget_detect(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        problem = _armature_problem(context)
-        if problem:
-            cls.poll_message_set(problem)
-            return False
-        return True
+        return poll_problem(cls, _armature_problem(context))
 
     def execute(self, context):
         from ..blender.retarget import detect_object_mapping
@@ -128,11 +125,7 @@ class SPARSEMOTION_OT_retarget_preset(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        problem = _armature_problem(context)
-        if problem:
-            cls.poll_message_set(problem)
-            return False
-        return True
+        return poll_problem(cls, _armature_problem(context))
 
     def execute(self, context):
         from ..retarget.mapping import convention_preset
@@ -180,11 +173,7 @@ class SPARSEMOTION_OT_retarget_save(bpy.types.Operator, ExportHelper):
 
     @classmethod
     def poll(cls, context):
-        problem = _armature_problem(context)
-        if problem:
-            cls.poll_message_set(problem)
-            return False
-        return True
+        return poll_problem(cls, _armature_problem(context))
 
     def execute(self, context):
         from ..blender.retarget import detect_object_mapping, stored_mapping
@@ -213,11 +202,7 @@ class SPARSEMOTION_OT_retarget_load(bpy.types.Operator, ImportHelper):
 
     @classmethod
     def poll(cls, context):
-        problem = _armature_problem(context)
-        if problem:
-            cls.poll_message_set(problem)
-            return False
-        return True
+        return poll_problem(cls, _armature_problem(context))
 
     def execute(self, context):
         from ..retarget.mapping import load_preset
@@ -293,10 +278,7 @@ class SPARSEMOTION_OT_retarget_action(bpy.types.Operator):
                 o.type == "ARMATURE" and o != context.active_object and o.animation_data
                 and o.animation_data.action for o in context.scene.objects):
             problem = "No other armature with an action to retarget from"
-        if problem:
-            cls.poll_message_set(problem)
-            return False
-        return True
+        return poll_problem(cls, problem)
 
     def execute(self, context):
         from ..blender.reduce import ReduceSettings
@@ -309,23 +291,17 @@ class SPARSEMOTION_OT_retarget_action(bpy.types.Operator):
         target = context.active_object
         source = (bpy.data.objects.get(self.source) if self.source
                   else target.sparse_motion_retarget.source)
-        settings = None
-        if self.reduce:
-            settings = ReduceSettings(mode=self.mode, ratio=self.ratio,
-                                      max_error_cm=self.max_error, handles=self.handles)
+        settings = ReduceSettings.from_props(self, bones="ALL", output="REPLACE") if self.reduce else None
         stored = len(target.sparse_motion_retarget.bones) > 0
-        try:
+
+        def work():
             result = retarget_armature(source, target, foot_pinning=self.foot_pinning,
                                        reduce=settings, root_motion=self.root_motion)
-        except SparseMotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if not stored:
-            store_mapping(target, result.mapping)
-        for warning in result.warnings:
-            self.report({"WARNING"}, warning)
-        self.report({"INFO"}, result.message())
-        return {"FINISHED"}
+            if not stored:
+                store_mapping(target, result.mapping)
+            return result
+
+        return run_and_report(self, work)
 
     def draw(self, context):
         layout = self.layout
@@ -336,9 +312,7 @@ class SPARSEMOTION_OT_retarget_action(bpy.types.Operator):
         layout.prop(self, "reduce")
         col = layout.column()
         col.enabled = self.reduce
-        col.prop(self, "mode")
-        col.prop(self, "ratio" if self.mode == "RATIO" else "max_error")
-        col.prop(self, "handles")
+        draw_reduce_options(col, self)
 
 
 classes = (

@@ -6,6 +6,7 @@ from ..operators.retarget import (SPARSEMOTION_OT_retarget_action, SPARSEMOTION_
                                   SPARSEMOTION_OT_retarget_detect, SPARSEMOTION_OT_retarget_load,
                                   SPARSEMOTION_OT_retarget_preset, SPARSEMOTION_OT_retarget_save,
                                   retarget_problem)
+from ..properties import draw_reduce_options
 from ..retarget import conventions as cv
 
 
@@ -66,9 +67,7 @@ class SPARSEMOTION_PT_retarget(bpy.types.Panel):
         layout.prop(settings, "reduce")
         col = layout.column()
         col.enabled = settings.reduce
-        col.prop(settings, "mode")
-        col.prop(settings, "ratio" if settings.mode == "RATIO" else "max_error")
-        col.prop(settings, "handles")
+        draw_reduce_options(col, settings)
         problem = retarget_problem(context)
         col = layout.column()
         col.enabled = problem is None
