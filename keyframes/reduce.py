@@ -786,6 +786,28 @@ def _best_splits(proxy, a, b):
     return np.where(pos >= 0, m[np.maximum(pos, 0)], -1)
 
 
+def _removal_candidates(keys, loss, segments, max_gap, limit):
+    """Interior keys to try removing, cheapest first (``loss[k-1]`` = cost of removing key
+    ``k``): never an end of one of ``segments`` (being split), never two neighbours, never
+    leaving a gap over ``max_gap``; at most ``limit``."""
+    K = len(keys)
+    blocked = np.zeros(K, dtype=bool)
+    for w in segments:
+        blocked[w] = blocked[w + 1] = True
+    taken = np.zeros(K, dtype=bool)
+    out = []
+    for k in np.argsort(loss, kind="stable") + 1:
+        if blocked[k] or taken[k - 1] or taken[k + 1]:
+            continue
+        if max_gap is not None and keys[k + 1] - keys[k - 1] > max_gap:
+            continue
+        taken[k] = True
+        out.append(int(k))
+        if len(out) >= limit:
+            break
+    return out
+
+
 def _max_repair(state, proxy, iters, rounds=6, max_gap=None, trade=0.5, budget=0.1,
                 target=None, row_budget=None):
     """Swap keys (insert in the worst segment, remove the cheapest) while the true maximum
@@ -833,22 +855,11 @@ def _max_repair(state, proxy, iters, rounds=6, max_gap=None, trade=0.5, budget=0
                 B += [c, b]
         segc = proxy.costs(keys[:-1], keys[1:])
         loss = proxy.costs(keys[:-2], keys[2:]) - segc[:-1] - segc[1:]
-        blocked = np.zeros(K, dtype=bool)
-        for w in W:
-            blocked[w] = blocked[w + 1] = True
         pool = []
-        taken = np.zeros(K, dtype=bool)
-        for k in np.argsort(loss, kind="stable") + 1:
-            if blocked[k] or taken[k - 1] or taken[k + 1]:
-                continue
-            if max_gap is not None and keys[k + 1] - keys[k - 1] > max_gap:
-                continue
-            taken[k] = True
+        for k in _removal_candidates(keys, loss, W, max_gap, len(W) + 4):
             pool.append((int(keys[k - 1]), int(keys[k]), int(keys[k + 1]), len(A)))
             A.append(keys[k - 1])
             B.append(keys[k + 1])
-            if len(pool) >= len(W) + 4:
-                break
         if not pool:
             break
         it, d = truth.segments(np.array(A), np.array(B))
@@ -966,20 +977,7 @@ def _mean_repair(state, proxy, cap, rounds=4, max_gap=None):
         loss = proxy.costs(keys[:-2], keys[2:]) - segc[:-1] - segc[1:]
         n = max(2, K // 10)
         segs = [int(x) for x in np.argsort(-gain, kind="stable")[:n] if np.isfinite(gain[x])]
-        blocked = np.zeros(K, dtype=bool)
-        for w in segs:
-            blocked[w] = blocked[w + 1] = True
-        pool = []
-        taken = np.zeros(K, dtype=bool)
-        for k in np.argsort(loss, kind="stable") + 1:
-            if blocked[k] or taken[k - 1] or taken[k + 1]:
-                continue
-            if max_gap is not None and keys[k + 1] - keys[k - 1] > max_gap:
-                continue
-            taken[k] = True
-            pool.append(int(k))
-            if len(pool) >= len(segs) + 2:
-                break
+        pool = _removal_candidates(keys, loss, segs, max_gap, len(segs) + 2)
         if not segs or not pool:
             break
         qa = [keys[w] for w in segs] + [split[w] for w in segs] + [keys[k - 1] for k in pool]
