@@ -22,7 +22,6 @@ Loading is lazy (first use, or ``load()``): the package is read with
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 
 from . import metrics as _met
 from .errors import ModelPackageError
-from .package import PackageError, load_package, version_satisfies
+from .package import describe_errors, load_package, version_satisfies
 from .runtime import RuntimeSettings
 from .text_encoder import TextEncoder, default_threads
 
@@ -58,28 +57,6 @@ _WHAT = {MOTION_FILE: "motion encoder file", TEXT_FILE: "text projection file",
          STATS_FILE: "statistics file", REFERENCE_FILE: "statistics file",
          MANIFEST_FILE: "manifest"}
 
-
-@contextlib.contextmanager
-def _evaluator_errors(package_dir: Path):
-    """Prefix package errors with what the evaluator was doing (the package layer's
-    message, naming the model, the file and the fix, follows)."""
-    try:
-        yield
-    except PackageError as exc:
-        what = _WHAT.get(exc.file, f"file {exc.file}")
-        path = exc.path or package_dir
-        prefix = {
-            "missing-folder": f"evaluator package folder missing: {package_dir}",
-            "missing-manifest": f"evaluator manifest missing: {path}",
-            "bad-json": f"evaluator manifest unreadable: {path}",
-            "wrong-kind": f"evaluator manifest has the wrong kind: {path}",
-            "missing-file": f"evaluator {what} missing: {path}",
-            "size": f"checksum mismatch for evaluator {what} {path}",
-            "checksum": f"checksum mismatch for evaluator {what} {path}",
-            "load": f"evaluator {what} could not be loaded: {path}",
-            "signature": f"evaluator {what} has the wrong signature: {path}",
-        }.get(exc.problem, f"evaluator manifest invalid ({path})")
-        raise ModelPackageError(f"{prefix}: {exc}") from exc
 
 
 @runtime_checkable
@@ -158,7 +135,7 @@ class Evaluator:
         with self._lock:
             if self._motion is not None:
                 return self
-            with _evaluator_errors(self.package_dir):
+            with describe_errors("evaluator", self.package_dir, _WHAT):
                 package = load_package(self.package_dir, kind=KIND)
                 self._check_manifest(package)
                 manifest = package.manifest
@@ -178,7 +155,7 @@ class Evaluator:
                 raise ModelPackageError(f"evaluator {STATS_FILE} must hold mean/std of shape "
                                         f"({D},) with std > 0")
             text_encoder = self._make_text_encoder(manifest)
-            with _evaluator_errors(self.package_dir):
+            with describe_errors("evaluator", self.package_dir, _WHAT):
                 motion = package.session(MOTION_FILE, self.settings, providers=self._providers)
                 text = package.session(TEXT_FILE, self.settings, providers=self._providers)
             for sess, inp, name in ((motion, "features", MOTION_FILE),

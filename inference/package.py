@@ -23,6 +23,8 @@ which model and file are affected and what the animator can do about it.
 """
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -768,3 +770,27 @@ def write_manifest(directory: str | os.PathLike, manifest: Mapping[str, Any], *,
     tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+@contextlib.contextmanager
+def describe_errors(label: str, package_dir, file_labels: Mapping[str, str]):
+    """Turn a PackageError into a ModelPackageError that starts with what ``label`` (e.g.
+    "text encoder") was doing and which of its files failed; the package layer's message,
+    naming the model, the file and the fix, follows."""
+    try:
+        yield
+    except PackageError as exc:
+        what = file_labels.get(exc.file, f"file {exc.file}")
+        path = exc.path or package_dir
+        prefix = {
+            "missing-folder": f"{label} package folder missing: {package_dir}",
+            "missing-manifest": f"{label} manifest missing: {path}",
+            "bad-json": f"{label} manifest unreadable: {path}",
+            "wrong-kind": f"{label} manifest has the wrong kind: {path}",
+            "missing-file": f"{label} {what} missing: {path}",
+            "size": f"checksum mismatch for {label} {what} {path}",
+            "checksum": f"checksum mismatch for {label} {what} {path}",
+            "load": f"{label} {what} could not be loaded: {path}",
+            "signature": f"{label} {what} has the wrong signature: {path}",
+        }.get(exc.problem, f"{label} manifest invalid ({path})")
+        raise ModelPackageError(f"{prefix}: {exc}") from exc

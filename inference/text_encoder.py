@@ -17,7 +17,6 @@ is downloaded.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from . import runtime
 from .errors import ModelPackageError
-from .package import PackageError, file_sha256, load_package  # noqa: F401 (file_sha256: API)
+from .package import describe_errors, file_sha256, load_package  # noqa: F401 (file_sha256: API)
 from .runtime import RuntimeSettings
 
 DEFAULT_PACKAGE = "text-minilm-l6"
@@ -62,27 +61,6 @@ def default_providers() -> list[str]:
 
 _WHAT = {MODEL_FILE: "model file", TOKENIZER_FILE: "tokenizer file", MANIFEST_FILE: "manifest"}
 
-
-@contextlib.contextmanager
-def _text_encoder_errors(package_dir: Path):
-    """Prefix package errors with what the text encoder was doing (the package layer's
-    message, naming the model, the file and the fix, follows)."""
-    try:
-        yield
-    except PackageError as exc:
-        what = _WHAT.get(exc.file, f"file {exc.file}")
-        path = exc.path or package_dir
-        prefix = {
-            "missing-folder": f"text encoder package folder missing: {package_dir}",
-            "missing-manifest": f"text encoder manifest missing: {path}",
-            "bad-json": f"text encoder manifest unreadable: {path}",
-            "missing-file": f"text encoder {what} missing: {path}",
-            "size": f"checksum mismatch for text encoder {what} {path}",
-            "checksum": f"checksum mismatch for text encoder {what} {path}",
-            "load": f"text encoder {what} could not be loaded: {path}",
-            "signature": f"text encoder {what} has the wrong signature: {path}",
-        }.get(exc.problem, f"text encoder manifest invalid ({path})")
-        raise ModelPackageError(f"{prefix}: {exc}") from exc
 
 
 class TextEncoder:
@@ -143,7 +121,7 @@ class TextEncoder:
             def hasher(p):  # looked up at call time, so tests can count the hashing
                 return file_sha256(p)
 
-            with _text_encoder_errors(self.package_dir):
+            with describe_errors("text encoder", self.package_dir, _WHAT):
                 package = load_package(self.package_dir, kind=KIND)
                 manifest = package.manifest
                 self._check_manifest(manifest)
