@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Settings shown in the N-panel, stored per scene."""
 import bpy
-from bpy.props import EnumProperty, FloatProperty, PointerProperty
+from bpy.props import (EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
 
 REDUCE_MODES = [
     ("RATIO", "Keep Ratio", "Keep a fraction of the frames as keys"),
@@ -46,8 +47,68 @@ def draw_reduce_options(layout, owner):
     layout.prop(owner, "handles")
 
 
+KEY_MODES = [
+    ("MODEL", "Model's Keyframes", "Keys on the keyframes the model chose (sMDM: 20 % of the "
+                                   "frames, Visvalingam-Whyatt)"),
+    ("PERCENT", "Percentage", "Keys on a percentage of the frames chosen by the keyframe engine"),
+]
+
+
+def _smdm_models(self, context):
+    from .inference.registry import enum_items
+
+    return enum_items("smdm")
+
+
+def generate_props():
+    """The Generate Motion settings, shared by the operator and the scene settings."""
+    return {
+        "prompt": StringProperty(name="Prompt", description="What the motion shows, e.g. 'an "
+                                 "old man waves with his left hand'", default=""),
+        "seconds": FloatProperty(name="Length (s)", description="Length of the motion in seconds",
+                                 default=4.0, min=0.0, max=3600.0, soft_min=1.0, soft_max=20.0,
+                                 step=50, precision=1),
+        "seed": IntProperty(name="Seed", description="Same seed, same settings: same motion",
+                            default=0, min=0),
+        "results": IntProperty(name="Results", description="How many motions to generate (each "
+                               "a new action)", default=1, min=1, max=16),
+        "model": EnumProperty(name="Model", items=_smdm_models,
+                              description="The text-to-motion model"),
+        "guidance": FloatProperty(name="Guidance", description="Classifier-free guidance: higher "
+                                  "follows the prompt more closely, lower varies more",
+                                  default=2.5, min=0.0, max=20.0, soft_max=8.0),
+        "steps": IntProperty(name="Steps", description="Denoising steps (more: slower)",
+                             default=50, min=1, max=100000, soft_min=10, soft_max=1000),
+        "key_mode": EnumProperty(name="Keyframes", items=KEY_MODES, default="MODEL"),
+        "key_percent": FloatProperty(name="Keep (%)", description="Percentage of frames kept as "
+                                     "keys", default=10.0, min=0.5, max=100.0, subtype="PERCENTAGE"),
+        "frame_start": IntProperty(name="Start Frame", description="Scene frame of the first "
+                                   "frame of the motion", default=1),
+        "handles": EnumProperty(name="Handles", items=HANDLE_KINDS, default="FREE"),
+    }
+
+
+def draw_generate_options(layout, owner, prefix=""):
+    """Everything but the prompt and the target (``prefix``: "gen_" for the scene settings)."""
+    for name in ("seconds", "seed", "results", "model", "guidance", "steps", "key_mode"):
+        layout.prop(owner, prefix + name)
+    if getattr(owner, prefix + "key_mode") == "PERCENT":
+        layout.prop(owner, prefix + "key_percent")
+    layout.prop(owner, prefix + "handles")
+    layout.prop(owner, prefix + "frame_start")
+
+
 class SPARSEMOTION_PG_settings(bpy.types.PropertyGroup):
-    __annotations__ = reduce_props()
+    __annotations__ = {
+        **reduce_props(),
+        **{f"gen_{k}": v for k, v in generate_props().items()},
+        # no poll callback on an Object pointer: bpy 4.2 crashes at exit with one; the
+        # operator checks the target
+        "gen_target": PointerProperty(
+            name="Target", type=bpy.types.Object,
+            description="Armature to animate (its bone mapping is used); empty: create the "
+                        "canonical rig"),
+    }
 
 
 classes = (SPARSEMOTION_PG_settings,)

@@ -21,12 +21,14 @@ from . import actions, fcurve_io
 
 @dataclass
 class ReduceSettings:
-    mode: str = "RATIO"  # 'RATIO' (keep a fraction of frames) or 'ERROR' (max error in cm)
+    mode: str = "RATIO"  # 'RATIO' (keep a fraction of frames), 'ERROR' (max error in cm), or
+    # 'KEYS' (keys on the frames in key_frames, e.g. a generator's own keyframes)
     ratio: float = 0.1
     max_error_cm: float = 1.0
     bones: str = "ALL"  # 'ALL' or 'SELECTED'
     handles: str = "FREE"  # 'FREE' (fitted per segment) or 'ALIGNED' (smooth tangents)
     output: str = "REPLACE"  # 'REPLACE' in place, or 'NEW_ACTION' (keeps the original)
+    key_frames: tuple = ()  # scene frames, with mode 'KEYS'
 
     @classmethod
     def from_props(cls, props, **overrides):
@@ -179,12 +181,19 @@ def plan_reduction(obj, settings: ReduceSettings) -> _Plan:
         block[:, reduced_cols] = vals
         return cmap.points(block)
 
+    given_keys = None
+    if settings.mode == "KEYS":
+        kf = np.asarray(settings.key_frames, dtype=np.float64).reshape(-1)
+        if len(kf) == 0:
+            raise InputError("No key frames given")
+        given_keys = np.unique(np.clip(np.round(kf - first), 0, len(frames) - 1)).astype(np.int64)
     result = kf_reduce.reduce_keys(
         frames,
         full[:, reduced_cols],
         points_fn,
         ratio=settings.ratio if settings.mode == "RATIO" else None,
         max_error=settings.max_error_cm if settings.mode == "ERROR" else None,
+        keys=given_keys,
         handles=settings.handles.lower(),
         groups=None,
     )

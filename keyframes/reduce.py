@@ -1028,6 +1028,7 @@ def reduce_keys(
     n_keys=None,
     ratio=None,
     max_error=None,
+    keys=None,
     handles="free",
     groups=None,
     max_gap=None,
@@ -1047,8 +1048,10 @@ def reduce_keys(
     points_fn : ``values (n, C) → (n, P, 3)`` world positions in cm, row-wise independent; it
         is called on subsets and modified copies of rows. If it takes a ``rows`` keyword, it
         gets the dense frame index each row stands for (see :func:`.metrics.positions`).
-    n_keys, ratio, max_error : exactly one: a key count, a fraction of the frames, or a bound on
-        the maximum joint error in cm (honoured as measured with ``points_fn``).
+    n_keys, ratio, max_error, keys : exactly one: a key count, a fraction of the frames, a bound
+        on the maximum joint error in cm (honoured as measured with ``points_fn``), or the key
+        frames themselves (sample indices; the two ends are always added; only the handles are
+        fitted, e.g. for a generator's own keyframes).
     handles : ``'free'`` (independent least-squares handles) or ``'aligned'`` (C¹, one slope per
         key). Keys are always chosen with the free-handle error model.
     groups : channel groups for :func:`.continuity.make_continuous` (skipped when None).
@@ -1067,9 +1070,9 @@ def reduce_keys(
     """
     t_start = time.perf_counter()
     timings = {}
-    given = [x is not None for x in (n_keys, ratio, max_error)]
+    given = [x is not None for x in (n_keys, ratio, max_error, keys)]
     if sum(given) != 1:
-        raise ValueError("give exactly one of n_keys, ratio, max_error")
+        raise ValueError("give exactly one of n_keys, ratio, max_error, keys")
     if handles not in bezier.HANDLE_TYPES:
         raise ValueError(f"handles must be 'free' or 'aligned', got {handles!r}")
     frames = np.asarray(frames, dtype=np.float64).reshape(-1)
@@ -1105,8 +1108,13 @@ def reduce_keys(
                    proxy_rank, n_probe, repair_iters, timings)
 
     if T <= 2:
-        keys = np.arange(T, dtype=np.intp)
-        result = ctx.finish(keys, "all frames")
+        result = ctx.finish(np.arange(T, dtype=np.intp), "all frames")
+    elif keys is not None:
+        k = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if np.any((k < 0) | (k >= T)):
+            raise ValueError(f"keys must be sample indices in [0, {T - 1}]")
+        k = np.unique(np.concatenate([k, [0, T - 1]])).astype(np.intp)
+        result = ctx.finish(k, "given keys")
     elif max_error is not None:
         result = ctx.bounded(float(max_error))
     else:

@@ -2,6 +2,7 @@
 """The "Motion" tab of the 3D viewport's N-panel."""
 import bpy
 
+from ..properties import draw_generate_options
 from ..operators.reduce_keyframes import SPARSEMOTION_OT_reduce_keyframes, active_action_problem
 
 
@@ -15,6 +16,52 @@ class SPARSEMOTION_PT_main(bpy.types.Panel):
     def draw(self, context):
         obj = context.active_object
         self.layout.label(text=obj.name if obj else "No active object", icon="ARMATURE_DATA")
+
+
+class SPARSEMOTION_PT_generate(bpy.types.Panel):
+    bl_label = "Generate Motion"
+    bl_idname = "SPARSEMOTION_PT_generate"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Motion"
+    bl_parent_id = "SPARSEMOTION_PT_main"
+
+    def draw(self, context):
+        from ..operators import generate as gen_op
+
+        layout = self.layout
+        settings = context.scene.sparse_motion
+        layout.prop(settings, "gen_prompt", text="")
+        col = layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(settings, "gen_target")
+        draw_generate_options(col, settings, "gen_")
+        job = gen_op.current_job
+        if gen_op.running():
+            row = layout.row(align=True)
+            text = f"{job.status} ({100 * job.progress:.0f} %)"
+            if hasattr(row, "progress"):  # Blender 4.0+
+                row.progress(factor=job.progress, type="BAR", text=text)
+            else:
+                row.label(text=text)
+            row.operator(gen_op.SPARSEMOTION_OT_cancel_generation.bl_idname, text="",
+                         icon="CANCEL")
+            return
+        problem = gen_op.generate_problem(context, settings.gen_prompt)
+        if problem is None and settings.gen_target is not None \
+                and settings.gen_target.type != "ARMATURE":
+            problem = f"'{settings.gen_target.name}' is not an armature: pick an armature or none"
+        col = layout.column()
+        col.enabled = problem is None
+        col.scale_y = 1.4
+        op = col.operator(gen_op.SPARSEMOTION_OT_generate_motion.bl_idname, icon="ARMATURE_DATA")
+        for name in ("prompt", "seconds", "seed", "results", "model", "guidance", "steps",
+                     "key_mode", "key_percent", "handles", "frame_start"):
+            setattr(op, name, getattr(settings, "gen_" + name))
+        op.target = settings.gen_target.name if settings.gen_target else ""
+        if problem:
+            layout.label(text=problem, icon="INFO")
 
 
 class SPARSEMOTION_PT_reduce(bpy.types.Panel):
@@ -45,7 +92,7 @@ class SPARSEMOTION_PT_reduce(bpy.types.Panel):
             layout.label(text=problem, icon="INFO")
 
 
-classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_reduce)
+classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_reduce)
 
 
 def register():

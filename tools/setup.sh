@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Create the development environment(s). Usage: tools/setup.sh [4.5|5.0|4.2 ...]
 # 4.5 (default) is the main environment in .venv: Blender 4.5 LTS as a module plus the test and
-# runtime dependencies. 5.0 and 4.2 create .venv50 / .venv42 with just what the Blender tests need.
+# runtime dependencies, and CPU torch to train tiny models in the tests. 5.0 and 4.2 create .venv50 / .venv42 with just what the Blender tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,5 +17,9 @@ for v in "${versions[@]}"; do
   [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"
   grep -v '^bpy==' requirements-test.txt > "$dir/requirements.txt"
   "$dir/bin/python" -m pip install -q --disable-pip-version-check "$pin" -r "$dir/requirements.txt"
+  if [ "$v" = 4.5 ]; then  # torch for the tests that train and export a tiny model
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check "$pin" \
+      -r "$dir/requirements.txt" -r requirements-torch.txt
+  fi
   echo "$dir: $("$dir/bin/python" -c 'import bpy; print("Blender", bpy.app.version_string)')"
 done

@@ -1,0 +1,266 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Generate Motion: text → sMDM → sparse keys on an armature (the Blender side).
+
+:func:`generate` does it all, blocking (headless, scripts, tests). The operator splits it:
+:func:`prepare` (main thread: checks, nothing changed), :func:`sample` (any thread: the
+model), :func:`apply` (main thread: writes the actions, all or nothing).
+
+Each result becomes a new action named from the prompt, with keys on the model's own
+keyframes (``key_mode="MODEL"``) or on a fraction of the frames chosen by the keyframe engine
+(``"PERCENT"``), Bezier handles fitted by the keyframe engine. Without a target armature the
+canonical 21-joint rig is created (one per generation; its results are all actions of it).
+With a target, the motion is retargeted (its stored or detected bone mapping). The previous
+action of the armature keeps a fake user; the generation settings are stored on each action
+(``action["sparse_motion"]``).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from ..errors import InputError
+from ..inference import registry as _registry
+from ..inference.runtime import RuntimeSettings
+from ..inference.smdm import KIND, Generation, SmdmModel
+from ..motion import canonical as canon
+from .edits import Rollback, set_scene_range
+from .reduce import ReduceSettings
+
+__all__ = ["GenerateRequest", "GenerateResult", "prepare", "sample", "apply", "generate",
+           "get_model", "action_name"]
+
+KEY_MODES = ("MODEL", "PERCENT")
+
+
+@dataclass
+class GenerateRequest:
+    prompt: str
+    seconds: float = 4.0
+    seed: int = 0
+    results: int = 1
+    model: str = ""             # package name; "" or "DEFAULT": the default sMDM model
+    guidance: float = 2.5
+    steps: int = 50
+    gamma: float = 0.1
+    key_mode: str = "MODEL"     # the model's own keyframes, or PERCENT of the frames
+    key_percent: float = 20.0
+    handles: str = "FREE"
+    frame_start: int = 1
+    target: object = None       # an armature object, or None: create the canonical rig
+    set_frame_range: bool = True
+    device: str = "AUTO"
+    threads: int = 0
+    backend: str = "onnx"
+
+
+@dataclass
+class GenerateResult:
+    obj: object
+    actions: list
+    prompt: str
+    seed: int
+    frames: int
+    keys: int
+    key_frames: int
+    model: str
+    timings: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    created_rig: bool = False
+
+    def message(self) -> str:
+        n = len(self.actions)
+        what = f"{n} action{'s' if n > 1 else ''}" if n > 1 else f"action '{self.actions[0].name}'"
+        total = sum(self.timings.get(k, 0.0) for k in ("text", "sampling", "decoding", "writing"))
+        return (f"Generated {what} on '{self.obj.name}': {self.frames} frames, "
+                f"{self.key_frames} keyframes ({self.keys:,} keys) with {self.model}, "
+                f"seed {self.seed}, {total:.2f} s")
+
+
+# --------------------------------------------------------------------------- the model cache
+
+_models: dict = {}
+_models_lock = threading.Lock()
+
+
+def get_model(name: str = "", settings: RuntimeSettings | None = None,
+              backend: str = "onnx") -> SmdmModel:
+    """The :class:`SmdmModel` for a model choice (kept between generations; it loads on first
+    use, in :func:`sample`)."""
+    settings = settings or RuntimeSettings()
+    reg = _registry.get_registry()
+    if name and name not in (_registry.DEFAULT_ITEM, _registry.NONE_ITEM):
+        pkg = reg.get(name, KIND)  # a model asked for by name must exist
+    else:
+        pkg = reg.default(KIND)
+    key = (str(pkg.path.resolve()), pkg.version, backend, settings.device, settings.threads)
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            model = SmdmModel(pkg, settings=settings, backend=backend)
+            _models.clear()  # one model in memory at a time
+            _models[key] = model
+    return model
+
+
+def release_models() -> None:
+    with _models_lock:
+        for m in _models.values():
+            m.release()
+        _models.clear()
+
+
+# --------------------------------------------------------------------------- the three steps
+
+
+def action_name(prompt: str, seed: int, index: int = 0, count: int = 1) -> str:
+    words = " ".join(prompt.split())
+    if len(words) > 40:
+        words = words[:40].rsplit(" ", 1)[0] + "…"
+    suffix = f" #{seed}" + (f".{index + 1}" if count > 1 else "")
+    return words + suffix
+
+
+def _check_target(target):
+    if target is None:
+        return
+    try:
+        name = target.name
+    except ReferenceError:
+        raise InputError("The target armature was deleted: choose another one") from None
+    if target.type != "ARMATURE":
+        raise InputError(f"'{name}' is not an armature: choose an armature as the target, or "
+                         "none to create the canonical rig")
+    if target.library is not None:
+        raise InputError(f"'{name}' is linked from a library and cannot be animated here")
+    if target.name not in bpy.context.scene.objects:
+        raise InputError(f"'{name}' is not in the current scene")
+
+
+def prepare(req: GenerateRequest) -> tuple[SmdmModel, str, int]:
+    """Main thread: check everything that can be checked before sampling (raises InputError
+    or ModelPackageError; changes nothing). Returns the loaded model, the prompt, frames."""
+    if req.key_mode not in KEY_MODES:
+        raise InputError(f"Keyframes must be one of {KEY_MODES}")
+    if not (0.0 < req.key_percent <= 100.0):
+        raise InputError("Keyframe percentage must be between 0 and 100")
+    _check_target(req.target)
+    if req.target is not None:
+        from .retarget import resolve_mapping
+
+        mapping = resolve_mapping(req.target)
+        missing = mapping.missing_core()
+        if missing:
+            raise InputError(f"'{req.target.name}' has no bones mapped for {', '.join(missing)}: "
+                             "set its bone mapping in the Retarget panel")
+    settings = RuntimeSettings(device=req.device, threads=int(req.threads or 0))
+    model = get_model(req.model, settings, req.backend)
+    frames = int(round(float(req.seconds) * model.fps))
+    prompt = model.check_request(req.prompt, frames, req.steps, req.guidance, req.gamma,
+                                 req.results, req.key_percent / 100.0)
+    return model, prompt, frames
+
+
+def sample(model: SmdmModel, req: GenerateRequest, frames: int, progress=None,
+           cancel=None) -> Generation:
+    """Any thread: load (first time) and run the model (raises
+    :class:`~..inference.smdm.Cancelled` on cancel)."""
+    if progress is not None and not model.loaded:
+        progress(0.0, "loading the model")
+    model.load()
+    gen = model.generate(req.prompt, frames, req.seed, steps=req.steps, guidance=req.guidance,
+                         gamma=req.gamma, results=req.results, progress=progress, cancel=cancel)
+    t0 = time.perf_counter()
+    gen.decoded = [gen.motion(r) for r in range(len(gen.features))]
+    gen.timings["decoding"] = time.perf_counter() - t0
+    return gen
+
+
+def _scene_keys(keys, fps_src, fps_dst, frames_dst, frame_start):
+    k = np.round(np.asarray(keys, dtype=np.float64) * fps_dst / fps_src)
+    k = np.unique(np.clip(k, 0, frames_dst - 1))
+    return tuple(float(frame_start + v) for v in k)
+
+
+def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
+    """Main thread: write every result as a new action; all or nothing."""
+    from .bvh_io import import_bvh_result
+    from .retarget import retarget_motion_result
+
+    t0 = time.perf_counter()
+    _check_target(req.target)  # it may have gone while the model ran
+    scene = bpy.context.scene
+    scene_fps = scene.render.fps / scene.render.fps_base
+    warnings, made, keys_total, key_frames = [], [], 0, 0
+    obj = req.target
+    created_rig = obj is None
+    R = len(gen.features)
+    with Rollback() as rb:
+        for r in range(R):
+            q, x = gen.decoded[r] if getattr(gen, "decoded", None) else gen.motion(r)
+            name = action_name(gen.text, gen.seed, r, R)
+            q, x = canon.resample(q, x, gen.fps, scene_fps) if abs(gen.fps - scene_fps) > 1e-6 \
+                else (q, x)
+            F = len(q)
+            if req.key_mode == "MODEL":
+                kf = _scene_keys(gen.keys[r], gen.fps, scene_fps, F, req.frame_start)
+                reduce = ReduceSettings(mode="KEYS", key_frames=kf, handles=req.handles)
+            else:
+                reduce = ReduceSettings(mode="RATIO", ratio=req.key_percent / 100.0,
+                                        handles=req.handles)
+            if obj is None or created_rig:
+                res = import_bvh_result(canon.canonical_to_bvh(q, x, scene_fps),
+                                        target=obj, scale=0.01, reduce=reduce,
+                                        frame_start=req.frame_start, name=name, set_fps=False,
+                                        set_frame_range=False)
+                if obj is None:
+                    obj = res.obj
+                    rb.created(obj)
+                    rb.created(obj.data)
+                    res.obj.name = "Generated Motion"
+                    res.obj.data.name = "Generated Motion"
+            else:
+                res = retarget_motion_result(q, x, scene_fps, obj, reduce=reduce, name=name,
+                                             frame_start=req.frame_start, resample=False,
+                                             verify=False)
+            action = res.action
+            rb.created(action)
+            action["sparse_motion"] = {
+                "prompt": gen.text, "seed": int(gen.seed), "result": r, "model": gen.model,
+                "steps": int(gen.steps), "guidance": float(gen.guidance),
+                "gamma": float(gen.gamma), "key_mode": req.key_mode, "fps": float(gen.fps)}
+            rr = res.reduce_result
+            if rr is not None:
+                keys_total += rr.keys_after
+                key_frames = max(key_frames, rr.key_frames)
+            # the earlier results of this same generation are kept on purpose
+            warnings += [w for w in res.warnings if w not in warnings
+                         and not any(f"'{a.name}'" in w for a in made)]
+            made.append(action)
+        for a in made[:-1]:
+            a.use_fake_user = True  # every result survives saving; the last one plays
+        if req.set_frame_range:
+            old = (scene.frame_start, scene.frame_end)
+            rb.restore(lambda o=old: set_scene_range(scene, *o))
+            set_scene_range(scene, int(req.frame_start), int(req.frame_start + F - 1))
+        if created_rig:
+            for o in list(bpy.context.view_layer.objects.selected):
+                o.select_set(False)
+            obj.select_set(True)
+            bpy.context.view_layer.objects.active = obj
+    timings = dict(gen.timings)
+    timings["writing"] = time.perf_counter() - t0
+    return GenerateResult(obj=obj, actions=made, prompt=gen.text, seed=gen.seed, frames=F,
+                          keys=keys_total, key_frames=key_frames, model=gen.model,
+                          timings=timings, warnings=warnings, created_rig=created_rig)
+
+
+def generate(req: GenerateRequest, progress=None, cancel=None) -> GenerateResult:
+    """Blocking: :func:`prepare`, :func:`sample`, :func:`apply`."""
+    model, prompt, frames = prepare(req)
+    req.prompt = prompt
+    gen = sample(model, req, frames, progress, cancel)
+    return apply(gen, req)

@@ -1,0 +1,239 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Generate Motion: the operator (modal, model work on a worker thread) and Cancel.
+
+Invoked from the UI, the checks run at once (a problem is reported and nothing changes), the
+model runs on a worker thread while a timer updates the progress shown in the panel and the
+window's progress indicator; Esc or the panel's Cancel button stops it between two denoising
+steps. The result is written on the main thread when the operator finishes: one undo step.
+Headless (``blender --background``, scripts calling ``execute``) it blocks.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import bpy
+from bpy.props import StringProperty
+
+from ..errors import SparseMotionError
+from ..properties import draw_generate_options, generate_props
+from .reporting import poll_problem, run_and_report
+
+
+class Job:
+    """One generation on a worker thread: ``progress`` (0..1), ``status``, ``cancel()``,
+    ``done``; afterwards ``generation`` or ``error`` (or ``cancelled``)."""
+
+    def __init__(self, work):
+        self._work = work
+        self._cancel = threading.Event()
+        self.progress = 0.0
+        self.status = "starting"
+        self.generation = None
+        self.error = None
+        self.cancelled = False
+        self.started = time.perf_counter()
+        self.thread = threading.Thread(target=self._run, name="sparse-motion-generate",
+                                       daemon=True)
+
+    def start(self) -> "Job":
+        self.thread.start()
+        return self
+
+    def _progress(self, fraction, status):
+        self.progress = float(fraction)
+        self.status = status
+
+    def _run(self):
+        from ..inference.smdm import Cancelled
+
+        try:
+            self.generation = self._work(self._progress, self._cancel.is_set)
+        except Cancelled:
+            self.cancelled = True
+        except BaseException as exc:  # reported on the main thread
+            self.error = exc
+
+    def cancel(self):
+        self._cancel.set()
+        self.status = "cancelling"
+
+    @property
+    def cancelling(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def wait(self, timeout=None):
+        self.thread.join(timeout)
+        return self.done
+
+
+#: The running generation (one at a time), read by the panel.
+current_job: Job | None = None
+
+
+def running() -> bool:
+    return current_job is not None and not current_job.done
+
+
+def generate_problem(context, prompt=None):
+    """Why Generate Motion cannot run now (None: it can)."""
+    if running():
+        return "A motion is being generated: wait for it or cancel it"
+    if context.mode not in ("OBJECT", "POSE"):
+        return "Switch to Object or Pose Mode to generate motion"
+    if prompt is not None and not prompt.strip():
+        return "Type a prompt describing the motion"
+    return None
+
+
+def _target_from(context, name):
+    if not name:
+        return None
+    obj = bpy.data.objects.get(name)
+    if obj is None:
+        raise SparseMotionError(f"No object named '{name}': choose another target armature")
+    return obj
+
+
+def _request(op, context):
+    from ..blender.generate import GenerateRequest
+    from .. import preferences
+
+    prefs = preferences.get(context)
+    return GenerateRequest(
+        prompt=op.prompt, seconds=op.seconds, seed=op.seed, results=op.results,
+        model=op.model, guidance=op.guidance, steps=op.steps, key_mode=op.key_mode,
+        key_percent=op.key_percent, handles=op.handles, frame_start=op.frame_start,
+        target=_target_from(context, op.target), device=getattr(prefs, "device", "AUTO"),
+        threads=int(getattr(prefs, "threads", 0) or 0))
+
+
+class SPARSEMOTION_OT_generate_motion(bpy.types.Operator):
+    """Generate a motion from the prompt with the text-to-motion model and write it as sparse keys (a new action)"""
+
+    bl_idname = "sparse_motion.generate_motion"
+    bl_label = "Generate Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    __annotations__ = {
+        **generate_props(),
+        "target": StringProperty(name="Target", description="Name of the armature to animate "
+                                 "(empty: create the canonical rig)", default=""),
+    }
+
+    @classmethod
+    def poll(cls, context):
+        return poll_problem(cls, generate_problem(context))
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "prompt")
+        draw_generate_options(layout, self)
+
+    def execute(self, context):
+        from ..blender.generate import generate
+
+        return run_and_report(self, lambda: generate(_request(self, context)))
+
+    def invoke(self, context, event):
+        global current_job
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        from ..blender import generate as gen
+
+        try:
+            req = _request(self, context)
+            model, prompt, frames = gen.prepare(req)
+        except SparseMotionError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        req.prompt = prompt
+        self._req = req
+        current_job = Job(lambda progress, cancel: gen.sample(model, req, frames, progress,
+                                                              cancel)).start()
+        self._job = current_job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.progress_begin(0, 100)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _finish(self, context):
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        _redraw(context)
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        context.window_manager.progress_update(int(100 * job.progress))
+        _redraw(context)
+        if not job.done:
+            return {"RUNNING_MODAL"}
+        self._finish(context)
+        if job.cancelled:
+            self.report({"INFO"}, "Generation cancelled: nothing was changed")
+            return {"CANCELLED"}
+        if job.error is not None:
+            if isinstance(job.error, SparseMotionError):
+                self.report({"ERROR"}, str(job.error))
+            else:
+                self.report({"ERROR"}, f"Generation failed: {type(job.error).__name__}: "
+                                       f"{job.error}")
+            return {"CANCELLED"}
+        from ..blender.generate import apply
+
+        return run_and_report(self, lambda: apply(job.generation, self._req))
+
+    def cancel(self, context):  # Blender is closing the window while the job runs
+        self._job.cancel()
+        self._finish(context)
+
+
+class SPARSEMOTION_OT_cancel_generation(bpy.types.Operator):
+    """Stop the running generation (nothing is written)"""
+
+    bl_idname = "sparse_motion.cancel_generation"
+    bl_label = "Cancel"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        return poll_problem(cls, None if running() else "No generation is running")
+
+    def execute(self, context):
+        current_job.cancel()
+        return {"FINISHED"}
+
+
+def _redraw(context):
+    screen = context.screen
+    if screen is None:
+        return
+    for area in screen.areas:
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
+
+
+classes = (SPARSEMOTION_OT_generate_motion, SPARSEMOTION_OT_cancel_generation)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    if current_job is not None:
+        current_job.cancel()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

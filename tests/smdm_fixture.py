@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The tiny sMDM package the tests generate with: trained and exported by
+``training/tiny_smdm.py`` (real torch training, real ONNX export) once per source version,
+cached in ``build/test-models`` (keyed by a hash of the code it depends on) so the Blender
+4.5, 5.0 and 4.2 runs share it. Built with whichever Python has torch (this one, else the
+repository's ``.venv``, else ``.venv-train``)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ["training/tiny_smdm.py", "training/train_smdm.py", "inference/smdm_net.py",
+           "inference/smdm_core.py", "motion/features.py", "motion/canonical.py",
+           "inference/package.py", "models/text-minilm-l6/manifest.json"]
+NAME = "smdm-tiny-test"
+
+
+def _key() -> str:
+    h = hashlib.sha256()
+    for s in SOURCES:
+        h.update((ROOT / s).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _python_with_torch():
+    cands = [Path(sys.executable), ROOT / ".venv" / "bin" / "python",
+             ROOT / ".venv-train" / "bin" / "python"]
+    for py in cands:
+        if py.exists() and subprocess.run([str(py), "-c", "import torch, onnxscript"],
+                                          capture_output=True).returncode == 0:
+            return py
+    return None
+
+
+def tiny_package() -> Path:
+    """The folder ``build/test-models/<key>/smdm-tiny-test`` (built on first use)."""
+    base = ROOT / "build" / "test-models" / _key()
+    out = base / NAME
+    if (out / "manifest.json").is_file():
+        return out
+    py = _python_with_torch()
+    if py is None:
+        pytest.skip("torch is not installed: run tools/setup.sh to train the tiny test model")
+    tmp = base / (NAME + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(str(tmp) + ".work", ignore_errors=True)
+    base.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run([str(py), str(ROOT / "training" / "tiny_smdm.py"), str(tmp)], env=env,
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(f"tiny sMDM build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    shutil.rmtree(str(tmp) + ".work", ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def copy_package(dst: Path) -> Path:
+    """A private copy (to break) of the tiny package in ``dst``."""
+    out = dst / NAME
+    shutil.copytree(tiny_package(), out)
+    return out

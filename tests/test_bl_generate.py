@@ -1,0 +1,226 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Generate Motion on real Blender (the bpy wheel) with a tiny sMDM model trained and exported
+in the test (``smdm_fixture``): sparse Bezier keys on the model's keyframes, seeds, undo,
+cancel, a target armature, and bad input leaving the file unchanged."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import bl_fixtures as fx  # noqa: E402
+import smdm_fixture  # noqa: E402
+from sparse_motion.blender import actions  # noqa: E402
+from sparse_motion.blender import generate as gen  # noqa: E402
+from sparse_motion.inference import registry  # noqa: E402
+from sparse_motion.operators import generate as gen_op  # noqa: E402
+
+MODEL = smdm_fixture.NAME
+
+
+@pytest.fixture(scope="module", autouse=True)
+def addon(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    shutil.copytree(smdm_fixture.tiny_package(), models / MODEL)
+    old = os.environ.get(registry.ENV_VAR)
+    os.environ[registry.ENV_VAR] = str(models)
+    registry.get_registry(refresh=True)
+    registered = fx.ensure_registered()
+    yield models
+    if registered:
+        fx.unregister()
+    gen.release_models()
+    if old is None:
+        os.environ.pop(registry.ENV_VAR, None)
+    else:
+        os.environ[registry.ENV_VAR] = old
+    registry.get_registry(refresh=True)
+
+
+def datablocks():
+    return (sorted(o.name for o in bpy.data.objects), sorted(a.name for a in bpy.data.actions),
+            sorted(a.name for a in bpy.data.armatures), bpy.context.scene.frame_start,
+            bpy.context.scene.frame_end)
+
+
+def keys_of(action, obj):
+    """{(data_path, index): (co array, interpolations)} of the action's curves for obj."""
+    out = {}
+    for fc in actions.channels_for(obj).fcurves if actions.channels_for(obj).action == action \
+            else []:
+        n = len(fc.keyframe_points)
+        co = np.zeros(2 * n, dtype=np.float32)
+        fc.keyframe_points.foreach_get("co", co)
+        out[(fc.data_path, fc.array_index)] = (co.reshape(n, 2),
+                                               {k.interpolation for k in fc.keyframe_points})
+    return out
+
+
+def request(**kw):
+    base = dict(prompt="a person walks forward", seconds=3.0, seed=1, model=MODEL, steps=12)
+    base.update(kw)
+    return gen.GenerateRequest(**base)
+
+
+def test_generate_writes_sparse_keys_on_the_models_keyframes():
+    fx.reset()
+    bpy.context.scene.render.fps = 20
+    res = gen.generate(request(frame_start=5))
+    obj, action = res.obj, res.actions[0]
+    assert obj.type == "ARMATURE" and res.created_rig and action.name == "a person walks forward #1"
+    assert actions.channels_for(obj).action == action
+    keys = keys_of(action, obj)
+    assert keys
+    frames = {tuple(np.round(co[:, 0]).astype(int)) for co, _ in keys.values()}
+    assert len(frames) == 1  # synchronised keys
+    kf = np.array(next(iter(frames)))
+    F = 60
+    assert kf[0] == 5 and kf[-1] == 5 + F - 1 and len(kf) <= 0.25 * F  # the model's ~20 %
+    assert all(interp == {"BEZIER"} for _, interp in keys.values())
+    assert action["sparse_motion"]["prompt"] == "a person walks forward"
+    assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (5, 5 + F - 1)
+    # the hips really travel forward as the prompt says (Blender's own evaluation)
+    hips = obj.pose.bones["Hips"]
+    bpy.context.scene.frame_set(5)
+    p0 = (obj.matrix_world @ hips.head).copy()
+    bpy.context.scene.frame_set(5 + F - 1)
+    p1 = obj.matrix_world @ hips.head
+    assert (p1 - p0).length > 1.0  # metres: ~4 cm per frame in training
+    assert "keyframes" in res.message() and res.timings["writing"] > 0
+
+
+def test_same_seed_same_keys_and_other_frame_rates():
+    fx.reset()
+    bpy.context.scene.render.fps = 24
+    a = gen.generate(request(seed=7))
+    ka = keys_of(a.actions[0], a.obj)
+    b = gen.generate(request(seed=7))
+    kb = keys_of(b.actions[0], b.obj)
+    assert ka.keys() == kb.keys()
+    for k in ka:
+        np.testing.assert_array_equal(ka[k][0], kb[k][0])
+    c = gen.generate(request(seed=8))
+    kc = keys_of(c.actions[0], c.obj)
+    assert any(not np.array_equal(ka[k][0], kc[k][0]) for k in ka if k in kc)
+    # 60 frames at 20 fps span 2.95 s: resampled to 24 fps, 71 frames
+    assert max(co[:, 0].max() for co, _ in ka.values()) == 1 + int(59 * 24 / 20)
+
+
+def test_several_results_and_percentage_keys_onto_a_target():
+    fx.reset()
+    first = gen.generate(request(prompt="a person raises both arms"))
+    rig = first.obj
+    before = first.actions[0]
+    res = gen.generate(request(results=3, target=rig, key_mode="PERCENT", key_percent=10))
+    assert res.obj == rig and len(res.actions) == 3 and not res.created_rig
+    assert actions.channels_for(rig).action == res.actions[-1]
+    assert before.use_fake_user and all(a.use_fake_user for a in res.actions[:-1])
+    assert [a.name for a in res.actions] == [f"a person walks forward #1.{i}" for i in (1, 2, 3)]
+    n_frames = {len(fc.keyframe_points) for fc in actions.channels_for(rig).fcurves}
+    assert max(n_frames) <= 0.1 * 60 + 2
+
+
+def test_operator_is_one_undo_step():
+    fx.reset()
+    before = datablocks()
+    bpy.ops.ed.undo_push(message="start")
+    bpy.ops.ed.undo_push(message="before generate")
+    assert bpy.ops.sparse_motion.generate_motion(prompt="a person walks forward", seconds=2,
+                                                 model=MODEL, steps=10) == {"FINISHED"}
+    after = datablocks()
+    assert after != before
+    bpy.ops.ed.undo_push(message="Generate Motion")
+    bpy.ops.ed.undo()
+    assert datablocks() == before
+    bpy.ops.ed.redo()
+    assert datablocks() == after
+
+
+def test_cancelled_job_changes_nothing():
+    fx.reset()
+    fx.make_armature("Other")
+    before, snap = datablocks(), fx.snapshot()
+    req = request(steps=200)
+    model, prompt, frames = gen.prepare(req)
+    started = []
+
+    def work(progress, cancel):
+        def prog(f, msg):
+            started.append(f)
+            progress(f, msg)
+        return gen.sample(model, req, frames, prog, cancel)
+
+    job = gen_op.Job(work).start()
+    while not started and not job.done:
+        job.wait(0.01)
+    job.cancel()
+    assert job.wait(30)
+    assert job.cancelled and job.generation is None and job.error is None
+    assert len(started) < 200
+    assert datablocks() == before and fx.snapshot() == snap
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(prompt="  "), "prompt is empty"),
+    (dict(seconds=0.0), "out of range"),
+    (dict(seconds=600.0), "out of range"),
+    (dict(model="no-such-model"), "No model named 'no-such-model'"),
+    (dict(target="Cube"), "not an armature"),
+])
+def test_bad_input_is_reported_and_changes_nothing(kwargs, words):
+    fx.reset()
+    fx.make_armature("Other")
+    bpy.ops.mesh.primitive_cube_add()
+    before, snap = datablocks(), fx.snapshot()
+    args = dict(prompt="a person walks forward", seconds=2, model=MODEL, steps=10)
+    args.update(kwargs)
+    if args["model"] not in [i[0] for i in registry.enum_items("smdm")]:
+        with pytest.raises(TypeError):  # an enum value that does not exist
+            bpy.ops.sparse_motion.generate_motion(**args)
+        with pytest.raises(Exception, match=words):
+            gen.generate(request(model=args["model"]))
+    else:
+        with pytest.raises(RuntimeError, match=words):
+            bpy.ops.sparse_motion.generate_motion(**args)
+    assert datablocks() == before and fx.snapshot() == snap
+
+
+@pytest.mark.parametrize("damage, words", [("missing", "is missing file denoiser.onnx"),
+                                           ("corrupt", "checksum mismatch")])
+def test_broken_model_files_are_reported(addon, tmp_path, damage, words):
+    fx.reset()
+    name = "smdm-broken-" + damage
+    pkg = addon / name
+    shutil.copytree(smdm_fixture.tiny_package(), pkg)
+    import json
+    m = json.loads((pkg / "manifest.json").read_text())
+    m["name"] = name
+    (pkg / "manifest.json").write_text(json.dumps(m))
+    onnx = pkg / "denoiser.onnx"
+    if damage == "missing":
+        onnx.unlink()
+    else:
+        data = bytearray(onnx.read_bytes())
+        data[1000:1064] = b"\1" * 64
+        onnx.write_bytes(bytes(data))
+    try:
+        registry.get_registry(refresh=True)
+        before = datablocks()
+        with pytest.raises(Exception, match=words):
+            gen.generate(request(model=name))
+        assert datablocks() == before
+    finally:
+        shutil.rmtree(pkg)
+        registry.get_registry(refresh=True)
+
+
+def test_panel_explains_why_generate_is_disabled():
+    fx.reset()
+    assert gen_op.generate_problem(bpy.context, "  ") == "Type a prompt describing the motion"
+    assert gen_op.generate_problem(bpy.context, "a person waves") is None
+    fx.make_armature("Rig")
+    bpy.ops.object.mode_set(mode="EDIT")
+    assert "Object or Pose Mode" in gen_op.generate_problem(bpy.context, "a person waves")
+    bpy.ops.object.mode_set(mode="OBJECT")

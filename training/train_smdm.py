@@ -1,0 +1,472 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Train the sMDM text-to-motion model and export it as a model package (``models/smdm-default``).
+
+Build-time only (the training venv: torch, onnx, onnxscript, onnxruntime). The model is
+``inference/smdm_net.py``; the maths it shares with inference (noise schedule, keyframes,
+interpolation tables) is ``inference/smdm_core.py``.
+
+Data: the train split of the dataset built by ``training/build_dataset.py`` (normalised
+257-d features, 20 fps) and its left/right mirror image; captions drawn from every template
+paraphrase of the clip's (mirrored) labels, embedded once with the shipped text encoder
+(the evaluator's cache in ``build/evaluator`` is reused when present). Each batch has one
+length N (drawn from the train clips' lengths, 24..``--max-frames``), random crops of clips at
+least that long, and K = round(0.2 N) keyframes per sample:
+
+* ``--keys vw`` (default): Visvalingam-Whyatt on the clip's joint world positions (the
+  keyframe engine's ``vw.effective_areas``, computed once per clip; a crop keeps its two ends
+  plus its most significant frames);
+* ``--keys random``: random frames with the two ends (the paper's ablation).
+
+Diffusion: 1000-step cosine schedule, the model predicts x0, MSE over all N dense frames
+(the interpolated ones included) + ``--lip-weight`` × Π softplus(c_i) of the Lipschitz MLPs
+(``--no-lipschitz``: plain linear input/output layers, the other ablation), 10 % of captions
+dropped (zeros) for classifier-free guidance. AdamW, warm-up then cosine decay, EMA of the
+weights (exported). Time-based checkpoints (``work/checkpoint.pt``) and ``--resume``;
+``--snapshot-at`` keeps EMA weights at given steps (``work/ema-<step>.pt``) so ablations can
+be compared at equal steps.
+
+Then ``--export``: ONNX (dynamic batch, frames and keyframe count), a torch vs onnxruntime
+parity check, and the package (``denoiser.onnx``, ``stats.npz``, ``manifest.json``).
+
+Reproduce the shipped model (see ``docs/smdm.md`` for the measured times)::
+
+    nohup .venv-train/bin/python training/train_smdm.py --config cpu --seed 0 --resume \\
+        --export models/smdm-default > build/smdm/train.log 2>&1 &
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "training"))
+import devimport  # noqa: E402
+
+devimport.load()
+
+from sparse_motion.inference import smdm_core as core  # noqa: E402
+from sparse_motion.inference.smdm_net import DenoiserConfig, build_denoiser, INPUT_NAMES  # noqa: E402
+from sparse_motion.inference.package import write_manifest  # noqa: E402
+from sparse_motion.motion import captions as _cap  # noqa: E402
+from sparse_motion.motion import dataset as _ds  # noqa: E402
+from sparse_motion.motion import features as _feat  # noqa: E402
+
+DEFAULT_DATA = Path("~/.cache/sparse_motion/dataset-v1").expanduser()
+DEFAULT_WORK = ROOT / "build" / "smdm"
+TEXT_ENCODER_DIR = ROOT / "models" / "text-minilm-l6"
+OPSET = 18
+MIN_FRAMES = 24
+
+CONFIGS = {
+    # 2 CPU cores, about an hour: the shipped default
+    "cpu": dict(width=256, layers=4, heads=4, ff=1024, batch=64, lr=4e-4, steps=7000,
+                max_frames=200),
+    # one GPU: MDM's size
+    "gpu": dict(width=512, layers=8, heads=4, ff=1024, batch=128, lr=2e-4, steps=200000,
+                max_frames=200),
+    # tests and smoke runs
+    "tiny": dict(width=64, layers=2, heads=2, ff=128, batch=16, lr=2e-3, steps=300,
+                 max_frames=64),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+# =========================================================================== data
+
+
+class TrainClips:
+    """Normalised clips (and mirror images) with VW areas and caption-embedding rows.
+
+    ``feats[m][j]`` (F, D) normalised, ``areas[j]`` VW significance per frame (the same for the
+    mirror image: a reflection keeps triangle areas), ``caps[m][j]`` rows into ``text_emb``.
+    Also usable with any list of (features, caption rows) for synthetic tests.
+    """
+
+    def __init__(self, feats, feats_mirror, areas, caps, caps_mirror):
+        self.feats = {False: feats, True: feats_mirror}
+        self.areas = areas
+        self.caps = {False: caps, True: caps_mirror}
+        self.lengths = np.array([len(f) for f in feats])
+
+    @classmethod
+    def from_dataset(cls, ds, idx, text_index):
+        feats, mfeats, areas, caps, mcaps = [], [], [], [], []
+        rows_of = {}
+        for i in idx:
+            i = int(i)
+            c = ds.clips[i]
+            raw = ds.features(i)
+            feats.append(ds.normalize(raw))
+            mfeats.append(ds.features(i, mirrored=True, normalized=True))
+            areas.append(core.vw_areas(_feat.features_to_positions(raw)))
+            for m, out in ((False, caps), (True, mcaps)):
+                content = ds.content(i, m)
+                key = (content, c["style"])
+                if key not in rows_of:
+                    rows_of[key] = np.array([text_index[t] for t in
+                                             _cap.caption_variants(content, c["style"])])
+                out.append(rows_of[key])
+        return cls(feats, mfeats, areas, caps, mcaps)
+
+    def batch(self, rng, B, max_frames, keys_mode, cond_drop, text_emb):
+        # one length per batch, drawn from the clip lengths
+        n_pick = int(self.lengths[rng.integers(len(self.lengths))])
+        N = int(min(max(n_pick, MIN_FRAMES), max_frames, self.lengths.max()))
+        eligible = np.flatnonzero(self.lengths >= N)
+        ids = rng.choice(eligible, size=B, replace=True)
+        K = core.key_count(N)
+        x0 = np.empty((B, N, self.feats[False][0].shape[1]), dtype=np.float32)
+        keys = np.empty((B, K), dtype=np.int64)
+        text = np.zeros((B, text_emb.shape[1]), dtype=np.float32)
+        for b, j in enumerate(ids):
+            m = bool(rng.random() < 0.5)
+            f = self.feats[m][j]
+            s = int(rng.integers(0, len(f) - N + 1))
+            x0[b] = f[s:s + N]
+            if keys_mode == "vw":
+                keys[b] = core.keys_from_areas(self.areas[j], K, s, s + N)
+            else:
+                keys[b] = core.random_keys(N, K, rng)
+            if rng.random() >= cond_drop:
+                rows = self.caps[m][j]
+                text[b] = text_emb[rows[rng.integers(len(rows))]]
+        left = np.empty((B, N), dtype=np.int64)
+        w = np.empty((B, N), dtype=np.float32)
+        for b in range(B):
+            left[b], w[b] = core.interpolation(keys[b], N)
+        return x0, text, keys, left, w
+
+
+# =========================================================================== training
+
+
+def lr_at(step, total, warmup, base):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def train(args, torch, data, text_emb, log_fn=log):
+    """Train (or resume) and return the EMA model. ``data``: a :class:`TrainClips`."""
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work / "checkpoint.pt"
+    torch.manual_seed(args.seed)
+    cfg = DenoiserConfig(width=args.width, layers=args.layers, heads=args.heads, ff=args.ff,
+                         lipschitz=not args.no_lipschitz, feature_dim=data.feats[False][0].shape[1], text_dim=text_emb.shape[1])
+    model = build_denoiser(torch, cfg)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    abar = torch.tensor(core.cosine_alphas_cumprod(core.TIMESTEPS), dtype=torch.float32)
+    step = 0
+    rng = np.random.default_rng(args.seed)
+    history = []
+    if args.resume and ckpt_path.is_file():
+        st = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+        rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        history = st.get("history", [])
+        log_fn(f"resumed at step {step}")
+    n_params = sum(p.numel() for p in model.parameters())
+    log_fn(f"model {n_params:,} parameters, config {cfg.to_dict()}")
+    snapshots = set(args.snapshot_at or [])
+    t_last_ckpt = time.time()
+    t0 = time.time()
+    run_loss = None
+    deadline = t0 + args.max_minutes * 60 if args.max_minutes else None
+
+    def save():
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(),
+                    "args": vars(args), "history": history}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    model.train()
+    while step < args.steps:
+        x0, text, keys, left, w = data.batch(rng, args.batch, args.max_frames, args.keys,
+                                             args.cond_drop, text_emb)
+        x0 = torch.from_numpy(x0)
+        B = x0.shape[0]
+        t = torch.randint(0, core.TIMESTEPS, (B,))
+        a = abar[t][:, None, None]
+        noise = torch.randn_like(x0)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.warmup, args.lr)
+        pred = model(x_t, t, torch.from_numpy(text), torch.from_numpy(keys),
+                     torch.from_numpy(left), torch.from_numpy(w))
+        mse = ((pred - x0) ** 2).mean()
+        lip = model.lipschitz_loss()
+        loss = mse + args.lip_weight * lip
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        with torch.no_grad():
+            d = min(args.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+            for be, bm in zip(ema.buffers(), model.buffers()):
+                be.copy_(bm)
+        v = float(mse)
+        run_loss = v if run_loss is None else 0.98 * run_loss + 0.02 * v
+        if step % 50 == 0 or step == args.steps:
+            el = time.time() - t0
+            history.append({"step": step, "mse": round(run_loss, 5), "lip": float(lip)})
+            log_fn(f"step {step}/{args.steps} mse {run_loss:.4f} lip {float(lip):.1f} "
+                   f"lr {opt.param_groups[0]['lr']:.2e} {el / 60:.1f} min")
+        if step in snapshots:
+            torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step},
+                       work / f"ema-{step}.pt")
+        if time.time() - t_last_ckpt > args.checkpoint_minutes * 60:
+            save()
+            t_last_ckpt = time.time()
+        if deadline and time.time() > deadline:
+            log_fn(f"time budget reached at step {step}")
+            break
+    save()
+    torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step},
+               work / "ema-final.pt")
+    return ema, cfg, step, n_params, history
+
+
+# =========================================================================== export
+
+
+def export_onnx(torch, model, path: Path):
+    """Export the denoiser with dynamic batch, frames and keyframe count."""
+    model.eval()
+    B, N, K = 2, 40, 8
+    D = model.config.feature_dim
+    keys = np.stack([core.uniform_keys(N, K)] * B)
+    left, w = zip(*(core.interpolation(k, N) for k in keys))
+    example = (torch.randn(B, N, D), torch.tensor([10, 500]), torch.randn(B, model.config.text_dim),
+               torch.from_numpy(keys), torch.from_numpy(np.stack(left)),
+               torch.from_numpy(np.stack(w)))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    frames = torch.export.Dim("frames", min=3, max=100000)
+    nkeys = torch.export.Dim("keys", min=2, max=100000)
+    dyn = {"x_t": {0: batch, 1: frames}, "t": {0: batch}, "text": {0: batch},
+           "key_idx": {0: batch, 1: nkeys}, "interp_left": {0: batch, 1: frames},
+           "interp_w": {0: batch, 1: frames}}
+    torch.onnx.export(model, example, str(path), dynamo=True, input_names=list(INPUT_NAMES),
+                      output_names=["x0"], dynamic_shapes=dyn, opset_version=OPSET,
+                      external_data=False, optimize=True)
+    return path
+
+
+def parity(torch, model, path: Path, seed: int = 0) -> float:
+    """Max |torch - onnxruntime| over several batch sizes, lengths and key counts."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    D, E = model.config.feature_dim, model.config.text_dim
+    for B, N in ((1, 17), (2, 120), (3, 200), (1, 401)):
+        K = core.key_count(N)
+        keys = np.stack([core.random_keys(N, K, rng) for _ in range(B)])
+        left, w = zip(*(core.interpolation(k, N) for k in keys))
+        feeds = {"x_t": rng.standard_normal((B, N, D)).astype(np.float32),
+                 "t": rng.integers(0, core.TIMESTEPS, B).astype(np.int64),
+                 "text": rng.standard_normal((B, E)).astype(np.float32),
+                 "key_idx": keys, "interp_left": np.stack(left), "interp_w": np.stack(w)}
+        with torch.no_grad():
+            ref = model(*(torch.from_numpy(feeds[k]) for k in INPUT_NAMES)).numpy()
+        got = sess.run(["x0"], feeds)[0]
+        worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
+
+
+def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te_manifest,
+                  *, name, version, description, training: dict, metrics: dict | None = None,
+                  default: bool = True, data_licence: bool = True, torch_model=None,
+                  torch_dtype: str = "float16") -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_dst = out / "denoiser.onnx"
+    if onnx_path.resolve() != onnx_dst.resolve():
+        onnx_dst.write_bytes(onnx_path.read_bytes())
+    np.savez(out / "stats.npz", mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32))
+    if torch_model is not None:  # float16 state dict for the PyTorch path (comparison)
+        import torch
+
+        dt = {"float16": torch.float16, "float32": torch.float32}[torch_dtype]
+        state = {k: (v.detach().to(dt) if v.is_floating_point() else v.detach())
+                 for k, v in torch_model.state_dict().items()}
+        torch.save(state, out / "denoiser.pt")
+    D, E = cfg.feature_dim, cfg.text_dim
+    spec_in = [
+        {"name": "x_t", "dtype": "float32", "shape": ["batch", "frames", D]},
+        {"name": "t", "dtype": "int64", "shape": ["batch"]},
+        {"name": "text", "dtype": "float32", "shape": ["batch", E]},
+        {"name": "key_idx", "dtype": "int64", "shape": ["batch", "keys"]},
+        {"name": "interp_left", "dtype": "int64", "shape": ["batch", "frames"]},
+        {"name": "interp_w", "dtype": "float32", "shape": ["batch", "frames"]},
+    ]
+    spec_out = [{"name": "x0", "dtype": "float32", "shape": ["batch", "frames", D]}]
+    data = []
+    if data_licence:
+        data.append({"name": "Bandai Namco Research Motion Dataset", "license": "CC-BY-NC-4.0",
+                     "commercial_use": False,
+                     "attribution": "Bandai Namco Research Motion Dataset, Bandai Namco "
+                                    "Research Inc."})
+    manifest = {
+        "format_version": 1, "name": name, "kind": "smdm", "version": version,
+        "default": default, "description": description,
+        "commercial_use": not data_licence, "skeleton": "bandai-21", "fps": 20,
+        "representation": {"name": "humanml3d-257", "feature_dim": D},
+        "stats": "stats.npz",
+        "text_encoder": {"name": te_manifest["name"], "version": te_manifest["version"],
+                         "model_sha256": te_manifest["files"]["model.onnx"]["sha256"]},
+        "model": {"config": cfg.to_dict(), "prediction": "x0", "schedule": "cosine",
+                  "timesteps": core.TIMESTEPS, "key_fraction": core.KEY_FRACTION,
+                  "gamma": 0.1, "guidance": 2.5, "steps": 50, "min_frames": 3},
+        "files": {"denoiser.onnx": {"inputs": spec_in, "outputs": spec_out, "opset": OPSET,
+                                    "purpose": "one denoising step: x_t -> x0"},
+                  "stats.npz": {"purpose": "normalisation mean/std (257,)"}},
+
+        "training": {"data": data, **training},
+        "metrics": metrics or {},
+    }
+    if torch_model is not None:
+        manifest["files"]["denoiser.pt"] = {
+            "optional": True, "purpose": f"{torch_dtype} PyTorch state dict of the same denoiser "
+                                         "(backend='torch', for comparison; needs torch)"}
+    files = {k: {kk: vv for kk, vv in v.items()} for k, v in manifest["files"].items()}
+    path = write_manifest(out, manifest, files=files)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# =========================================================================== main
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--work", default=None, help="checkpoints and logs (build/smdm/<name>)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keys", choices=("vw", "random"), default="vw")
+    ap.add_argument("--no-lipschitz", action="store_true")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--width", type=int, default=None)
+    ap.add_argument("--layers", type=int, default=None)
+    ap.add_argument("--heads", type=int, default=None)
+    ap.add_argument("--ff", type=int, default=None)
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--cond-drop", type=float, default=0.1)
+    ap.add_argument("--lip-weight", type=float, default=1e-6)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    ap.add_argument("--snapshot-at", type=int, nargs="*", default=None)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export", default=None, help="write the package to this folder")
+    ap.add_argument("--from-weights", default=None,
+                    help="export these EMA weights (ema-<step>.pt) instead of training")
+    ap.add_argument("--name", default="smdm-default")
+    ap.add_argument("--version", default="1.0.0")
+    args = ap.parse_args(argv)
+    for k, v in CONFIGS[args.config].items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    if args.work is None:
+        tag = args.config + ("-random" if args.keys == "random" else "") + (
+            "-nolip" if args.no_lipschitz else "")
+        args.work = str(DEFAULT_WORK / tag)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    ds = _ds.load_dataset(args.data)
+    from train_evaluator import text_cache
+
+    te_dir = TEXT_ENCODER_DIR
+    _texts, text_emb, text_index = text_cache(ds, ROOT / "build" / "evaluator", te_dir)
+    t = time.perf_counter()
+    data = TrainClips.from_dataset(ds, ds.indices("train"), text_index)
+    log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
+    if args.from_weights:
+        st = torch.load(args.from_weights, weights_only=False)
+        cfg = DenoiserConfig.from_dict(st["config"])
+        model = build_denoiser(torch, cfg)
+        model.load_state_dict(st["ema"])
+        step, n_params = st["step"], sum(p.numel() for p in model.parameters())
+        history = []
+    else:
+        t_train = time.time()
+        model, cfg, step, n_params, history = train(args, torch, data, text_emb)
+        log(f"training done: step {step} in {(time.time() - t_train) / 60:.1f} min")
+    if not args.export:
+        return 0
+    model.eval()
+    onnx_path = work / "denoiser.onnx"
+    export_onnx(torch, model, onnx_path)
+    err = parity(torch, model, onnx_path)
+    log(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB); parity max |diff| "
+        f"{err:.2e}")
+    if err > 1e-3:
+        raise SystemExit(f"torch/onnxruntime parity failed: {err}")
+    te_manifest = json.loads((te_dir / "manifest.json").read_text())
+    cmd = " ".join(["training/train_smdm.py"] + (sys.argv[1:] if argv is None else list(argv)))
+    training = {
+        "command": f".venv-train/bin/python {cmd}", "seed": args.seed, "git_commit": git_commit(),
+        "steps": step, "batch": args.batch, "lr": args.lr, "keys": args.keys,
+        "lipschitz": not args.no_lipschitz, "cond_drop": args.cond_drop,
+        "lip_weight": args.lip_weight, "ema": args.ema, "max_frames": args.max_frames,
+        "parameters": n_params, "split": "train (+ mirror)", "dataset_version": ds.meta["version"],
+        "parity_max_abs": err, "final_mse": history[-1]["mse"] if history else None,
+    }
+    desc = (f"sMDM ({cfg.layers}x{cfg.width}, {args.keys.upper()} keyframes"
+            f"{'' if cfg.lipschitz else ', no Lipschitz'}), Bandai Namco, non-commercial")
+    m = write_package(Path(args.export), onnx_path, cfg, ds.mean, ds.std, te_manifest,
+                      name=args.name, version=args.version, description=desc, training=training,
+                      torch_model=model)
+    log(f"package written: {args.export} ({sum(f['size'] for f in m['files'].values()) / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
