@@ -30,19 +30,20 @@ import numpy as np
 
 from ..errors import InputError
 from ..motion import features as _feat
+from ..motion import footlock as _footlock
 from . import smdm_core as core
 from .errors import ModelPackageError
 from .package import ModelPackage, describe_errors, load_package, version_satisfies
 from .runtime import RuntimeSettings
 from .text_encoder import TextEncoder
 
-__all__ = ["KIND", "SmdmModel", "Generation", "Cancelled", "MIN_SECONDS", "MAX_SECONDS",
+__all__ = ["KIND", "SmdmModel", "SmdmGenerator", "Generation", "Cancelled", "MIN_SECONDS", "MAX_SECONDS",
            "MIN_STEPS", "MAX_STEPS"]
 
 KIND = "smdm"
 ONNX_FILE = "denoiser.onnx"
 TORCH_FILE = "denoiser.pt"
-MIN_SECONDS = 1.0
+MIN_SECONDS = 0.5
 MAX_SECONDS = 20.0
 MIN_STEPS = 10
 MAX_STEPS = 1000
@@ -68,10 +69,16 @@ class Generation:
     gamma: float
     model: str
     timings: dict = field(default_factory=dict)  # seconds: text, sampling, decoding
+    foot_lock: bool = True
 
-    def motion(self, r: int = 0):
-        """Result ``r`` as canonical motion: ``(local_quats (F, 21, 4), root_translation (F, 3))``."""
-        return _feat.features_to_motion(self.features[r])
+    def motion(self, r: int = 0, foot_lock: bool | None = None):
+        """Result ``r`` as canonical motion: ``(local_quats (F, 21, 4), root_translation (F, 3))``,
+        with planted feet held still (:func:`~..motion.footlock.lock_feet`) unless
+        ``foot_lock`` (default: the generation's setting) is False."""
+        q, x = _feat.features_to_motion(self.features[r])
+        if self.foot_lock if foot_lock is None else foot_lock:
+            q, x = _footlock.lock_feet(q, x)
+        return q, x
 
     @property
     def frames(self) -> int:
@@ -222,7 +229,7 @@ class SmdmModel:
     def generate(self, text: str, frames: int | None = None, seed: int = 0, *,
                  seconds: float | None = None, steps: int | None = None,
                  guidance: float | None = None, gamma: float | None = None, results: int = 1,
-                 key_fraction: float | None = None,
+                 key_fraction: float | None = None, foot_lock: bool = True,
                  progress: Callable[[float, str], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> Generation:
         """Sample ``results`` motions of ``frames`` frames (or ``seconds``) for ``text``."""
@@ -252,7 +259,8 @@ class SmdmModel:
         feats = x0n * self.std + self.mean
         return Generation(text=text, seed=int(seed), fps=fps, features=feats.astype(np.float32),
                           keys=keys, steps=steps, guidance=guidance, gamma=gamma,
-                          model=f"{self.package.name} {self.package.version}", timings=timings)
+                          model=f"{self.package.name} {self.package.version}", timings=timings,
+                          foot_lock=bool(foot_lock))
 
     def _positions(self, x0n_r):
         return _feat.features_to_positions(x0n_r * self.std + self.mean)
@@ -297,3 +305,29 @@ class SmdmModel:
 
     def __repr__(self) -> str:
         return f"SmdmModel({str(self.package_dir)!r}, backend={self.backend!r})"
+
+
+class SmdmGenerator:
+    """:class:`~.evaluator.Generator` over a package, for ``training/evaluate.py``:
+    ``generate(text, length_frames, seed)`` → ``(F, 257)`` raw features. Lengths are clamped
+    to ``[min_frames, max_frames]`` (the training crops are at most 200 frames)."""
+
+    def __init__(self, package=None, steps: int = 50, guidance: float = 2.5, gamma: float = 0.1,
+                 backend: str = "onnx", max_frames: int = 200, min_frames: int = 10,
+                 threads: int = 0, foot_lock: bool = True):
+        if package is None:
+            from . import registry
+
+            package = registry.get_registry().default(KIND)
+        self.model = SmdmModel(package, backend=backend,
+                               settings=RuntimeSettings(threads=int(threads))).load()
+        self.kw = dict(steps=steps, guidance=guidance, gamma=gamma)
+        self.max_frames, self.min_frames = int(max_frames), int(min_frames)
+        self.foot_lock = bool(foot_lock)
+
+    def generate(self, text: str, length_frames: int, seed: int) -> np.ndarray:
+        n = int(min(max(int(length_frames), self.min_frames), self.max_frames))
+        gen = self.model.generate(text, n, int(seed), **self.kw)
+        if not self.foot_lock:
+            return gen.features[0]
+        return _feat.motion_to_features(*gen.motion(0)).astype(np.float32)

@@ -212,7 +212,8 @@ def train(args, torch, data, text_emb, log_fn=log):
         os.replace(tmp, ckpt_path)
 
     model.train()
-    while step < args.steps:
+    stop = min(args.steps, args.stop_at or args.steps)
+    while step < stop:
         x0, text, keys, left, w = data.batch(rng, args.batch, args.max_frames, args.keys,
                                              args.cond_drop, text_emb)
         x0 = torch.from_numpy(x0)
@@ -393,6 +394,9 @@ def parse_args(argv=None):
     ap.add_argument("--lip-weight", type=float, default=1e-6)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="stop at this step (the schedule still runs over --steps): ablations "
+                         "compared with the main run's --snapshot-at weights")
     ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
     ap.add_argument("--snapshot-at", type=int, nargs="*", default=None)
     ap.add_argument("--resume", action="store_true")
