@@ -53,17 +53,16 @@ def test_feet_in_the_air_are_left_alone():
 
 
 def test_a_toe_scraping_the_floor_is_lifted():
-    q, x = standing(30, 0.0)
-    # the left toe swings forward fast just above the floor: rotate the left upper leg
-    i = SK.names.index("UpperLeg_L")
-    ang = np.linspace(-0.6, 0.6, 30)
-    q[:, i] = np.stack([np.cos(ang / 2), 0 * ang, 0 * ang, np.sin(ang / 2)], axis=1)
-    _, p0 = toe_steps(q, x)
+    q, x = standing(20, 0.0)
+    # the grounded right toe sweeps fast (~13 cm per frame) along the floor
+    i = SK.names.index("UpperLeg_R")
+    ang = np.linspace(-1.5, 1.5, 20)
+    q[:, i] = np.stack([np.cos(ang / 2), 0 * ang, np.sin(ang / 2), 0 * ang], axis=1)
+    steps0, p0 = toe_steps(q, x)
+    toe = TOES[1]
+    assert (p0[:, toe, 1] < 5.0).all() and steps0[:, 1].min() > 12.0
+    assert metrics.foot_skating_ratio(p0) > 0.5
     q2, x2 = footlock.lock_feet(q, x)
     _, p1 = toe_steps(q2, x2)
-    toe = TOES[0]
-    low0 = p0[:, toe, 1] < 5.0
-    fast = np.r_[np.linalg.norm(np.diff(p0[:, toe][:, [0, 2]], axis=0), axis=1), 0] > 6.0
-    if (low0 & fast).any():  # a scrape existed: it is gone
-        assert (p1[low0 & fast, toe, 1] >= 5.0).all()
-    assert metrics.foot_skating_ratio(p1) <= metrics.foot_skating_ratio(p0)
+    assert (p1[:, toe, 1] >= 5.0).all()  # lifted clear of the floor
+    assert metrics.foot_skating_ratio(p1) == 0.0
