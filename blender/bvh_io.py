@@ -39,7 +39,7 @@ import numpy as np
 import bpy
 
 from ..errors import InputError
-from ..keyframes.rig import bone_data_path
+from ..keyframes.rig import affine_inverse, bone_data_path
 from ..motion import bvh as bvh_mod
 from ..motion import rotations as rot
 from ..motion.skeleton import Skeleton, bvh_forward_kinematics
@@ -369,7 +369,7 @@ def _solve_basis(obj, bvh, bone_names, W, G, T, s, warnings):
         rest = np.array(bone.matrix_local, dtype=np.float64)
         parent = bone.parent
         if parent is not None:
-            rel = np.linalg.inv(np.array(parent.matrix_local, dtype=np.float64)) @ rest
+            rel = affine_inverse(np.array(parent.matrix_local, dtype=np.float64)) @ rest
             Ra, Ra_inv, Ha = pose_rot[parent.name], pose_inv[parent.name], pose_head[parent.name]
         else:
             rel = rest
@@ -382,7 +382,7 @@ def _solve_basis(obj, bvh, bone_names, W, G, T, s, warnings):
                 basis[:3, 3] = 0.0
             M = rel @ basis
             pose_rot[bone.name] = Ra @ M[:3, :3]
-            pose_inv[bone.name] = np.linalg.inv(M[:3, :3]) @ Ra_inv
+            pose_inv[bone.name] = affine_inverse(M)[:3, :3] @ Ra_inv
             pose_head[bone.name] = Ha + _apply(Ra, M[:3, 3])
             continue
         # Q = C · G_j · C⁻¹ · Rrest: the bone's pose rotation in armature space

@@ -26,7 +26,7 @@ import bpy
 
 from ..errors import InputError
 from ..keyframes.continuity import euler_filter
-from ..keyframes.rig import bone_data_path
+from ..keyframes.rig import affine_inverse, bone_data_path
 from ..motion import canonical as canon
 from ..motion import rotations as rot
 from ..retarget import conventions as cv
@@ -504,12 +504,12 @@ def _verify_and_refine(obj, sol, frames, curves, samples=8, tol_cm=0.05, iterati
             rest = np.array(db.matrix_local, dtype=np.float64)
             if db.parent is not None:
                 prest = np.array(db.parent.matrix_local, dtype=np.float64)
-                rel = np.linalg.inv(prest) @ rest
+                rel = affine_inverse(prest) @ rest
                 Pp = P[:, order[db.parent.name]]
             else:
                 rel = rest
                 Pp = np.broadcast_to(np.eye(4), (F, 4, 4))
-            Pinv = np.linalg.inv(Pp[:, :3, :3])
+            Pinv = affine_inverse(Pp)[:, :3, :3]  # closed form: no LAPACK per frame
             R = rel[:3, :3].T @ Pinv @ sol.rots[:, k]
             R = R / np.linalg.norm(R, axis=-2, keepdims=True)
             quat = _continuous(rot.matrix_to_quat(R))

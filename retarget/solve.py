@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..keyframes.rig import affine_inverse
 from ..motion import canonical as _canon
 from ..motion import rotations as _rot
 from . import conventions as cv
@@ -780,7 +781,7 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
     keyed = {}
     for b in sorted(set(target_rot) | set(loc_bones)):
         p = rig.parents[b]
-        rel = rig.rest[b] if p < 0 else np.linalg.inv(rig.rest[p]) @ rig.rest[b]
+        rel = rig.rest[b] if p < 0 else affine_inverse(rig.rest[p]) @ rig.rest[b]
         Rr, Tr = rel[:3, :3], rel[:3, 3]
         if p < 0:
             Pr, Ph = np.eye(3), np.zeros(3)
@@ -848,7 +849,7 @@ def _fk(rig, target_rot, place, F):
             rots[:, b] = rots[:, f]
             heads[:, b] = heads[:, f]
             continue
-        rel = rig.rest[b] if p < 0 else np.linalg.inv(rig.rest[p]) @ rig.rest[b]
+        rel = rig.rest[b] if p < 0 else affine_inverse(rig.rest[p]) @ rig.rest[b]
         Rr, Tr = rel[:3, :3], rel[:3, 3]
         loc = np.zeros(3) if rig.connected[b] else static[b, :3, 3]
         if b in target_rot:
