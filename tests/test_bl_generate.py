@@ -224,3 +224,51 @@ def test_panel_explains_why_generate_is_disabled():
     bpy.ops.object.mode_set(mode="EDIT")
     assert "Object or Pose Mode" in gen_op.generate_problem(bpy.context, "a person waves")
     bpy.ops.object.mode_set(mode="OBJECT")
+
+
+def test_panel_shows_settings_reason_and_progress():
+    from test_bl_retarget import _FakeLayout
+    from sparse_motion.panels.motion_panel import SPARSEMOTION_PT_generate
+
+    class Layout(_FakeLayout):
+        def _child(self, *args, **kwargs):
+            return Layout(self.log)
+
+        row = column = box = _child
+
+        def operator(self, idname, **kwargs):
+            self.log.append(("operator", idname))
+            return type("Props", (), {})()
+
+        def progress(self, factor=0.0, type="BAR", text=""):
+            self.log.append(("progress", text))
+
+    def draw():
+        log = []
+        SPARSEMOTION_PT_generate.draw(type("P", (), {"layout": Layout(log)})(), bpy.context)
+        return log
+
+    fx.reset()
+    settings = bpy.context.scene.sparse_motion
+    settings.gen_prompt = ""
+    log = draw()
+    assert ("operator", "sparse_motion.generate_motion") in log
+    assert ("label", "Type a prompt describing the motion") in log
+    assert ("prop", "gen_seconds") in log and ("prop", "gen_target") in log
+    settings.gen_prompt = "a person walks forward"
+    assert not any(k == "label" for k, _ in draw())
+    # while a job runs: progress and Cancel instead of the button
+    release = __import__("threading").Event()
+    job = gen_op.Job(lambda progress, cancel: (progress(0.25, "step 5/20"), release.wait(5)))
+    gen_op.current_job = job.start()
+    try:
+        job.wait(0.2)
+        log = draw()
+        assert ("progress", "step 5/20 (25 %)") in log
+        assert ("operator", "sparse_motion.cancel_generation") in log
+        assert ("operator", "sparse_motion.generate_motion") not in log
+        assert bpy.ops.sparse_motion.generate_motion.poll() is False
+    finally:
+        release.set()
+        job.wait(5)
+        gen_op.current_job = None
