@@ -51,6 +51,7 @@ class GenerateRequest:
     handles: str = "FREE"
     frame_start: int = 1
     target: object = None       # an armature object, or None: create the canonical rig
+    mapping: object = None      # the target's bone mapping (None: stored on it, or detected)
     set_frame_range: bool = True
     device: str = "AUTO"
     threads: int = 0
@@ -151,7 +152,7 @@ def prepare(req: GenerateRequest) -> tuple[SmdmModel, str, int]:
     if req.target is not None:
         from .retarget import resolve_mapping
 
-        mapping = resolve_mapping(req.target)
+        mapping = resolve_mapping(req.target, req.mapping)
         missing = mapping.missing_core()
         if missing:
             raise InputError(f"'{req.target.name}' has no bones mapped for {', '.join(missing)}: "
@@ -223,7 +224,8 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
                     res.obj.name = "Generated Motion"
                     res.obj.data.name = "Generated Motion"
             else:
-                res = retarget_motion_result(q, x, scene_fps, obj, reduce=reduce, name=name,
+                res = retarget_motion_result(q, x, scene_fps, obj, req.mapping, reduce=reduce,
+                                             name=name,
                                              frame_start=req.frame_start, resample=False,
                                              verify=False)
             action = res.action

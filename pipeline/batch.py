@@ -1,0 +1,245 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Batch generation, the bpy-free half: prompts files, items, shards and the manifest.
+
+A prompts file is plain text (one prompt a line; blank lines and ``#`` comments skipped), CSV
+(a header row with at least ``prompt``) or JSON (a list of objects, or ``{"items": [...]}``).
+Per item: ``prompt`` (required), ``seconds`` (or ``length``), ``seed``, ``model``, ``count``,
+``steps``, ``guidance``, ``keys`` (``model`` or a percentage), ``target`` (a ``.blend`` file
+with the armature to animate, ``FILE.blend::Object``) and ``mapping`` (a bone-mapping preset
+JSON for it), ``id`` (default: the item's line number and prompt). Missing values come from
+the command line; an item without ``seed`` gets ``base seed + item number``, so the results
+never depend on how the items are split.
+
+Every item has a stable ``id``; the manifest (``manifest.json`` in the output folder) maps each
+id to its status (``ok``/``failed``), files, seed, model and version, timings and metrics. A
+run skips the ids the manifest already has as ``ok`` (resume); ``--shard i/n`` takes the items
+whose position modulo n is i-1, so n machines together do every item exactly once.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["BatchItem", "Defaults", "PromptsError", "read_prompts", "parse_prompts",
+           "parse_shard", "select_shard", "Manifest", "slug"]
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+_KNOWN = {"id", "prompt", "seconds", "length", "seed", "model", "count", "steps", "guidance",
+          "keys", "target", "mapping", "reference"}
+
+
+class PromptsError(InputError):
+    """The prompts file cannot be read; the message names the file and line."""
+
+
+@dataclass
+class Defaults:
+    seconds: float = 4.0
+    seed: int = 0
+    model: str = ""
+    count: int = 1
+    steps: int = 50
+    guidance: float = 2.5
+    keys: str = "model"
+
+
+@dataclass
+class BatchItem:
+    index: int          # position in the file (0-based)
+    line: int           # line number in the file (1-based; JSON: the item's number)
+    id: str
+    prompt: str
+    seconds: float
+    seed: int
+    model: str = ""
+    count: int = 1
+    steps: int = 50
+    guidance: float = 2.5
+    keys: str = "model"
+    target: str = ""
+    mapping: str = ""
+    reference: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def slug(text: str, n: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    return s[:n].rstrip("-") or "item"
+
+
+def _number(value, kind, where, name):
+    try:
+        v = kind(str(value).strip())
+    except (TypeError, ValueError):
+        raise PromptsError(f"{where}: {name} must be a{'n integer' if kind is int else ' number'},"
+                           f" got {value!r}") from None
+    if kind is float and not (v == v and abs(v) != float("inf")):
+        raise PromptsError(f"{where}: {name} must be a finite number, got {value!r}")
+    return v
+
+
+def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchItem:
+    unknown = sorted(k for k in raw if k not in _KNOWN and k is not None)
+    if unknown:
+        raise PromptsError(f"{where}: unknown column(s) {', '.join(unknown)} (known: "
+                           f"{', '.join(sorted(_KNOWN))})")
+    prompt = str(raw.get("prompt") or "").strip()
+    if not prompt:
+        raise PromptsError(f"{where}: the prompt is empty")
+    def get(name, alt=None):
+        v = raw.get(name)
+        if (v is None or str(v).strip() == "") and alt:
+            v = raw.get(alt)
+        return None if v is None or str(v).strip() == "" else v
+    seconds = get("seconds", "length")
+    seed = get("seed")
+    count = get("count")
+    steps = get("steps")
+    guidance = get("guidance")
+    item = BatchItem(
+        index=index, line=line, id="", prompt=prompt,
+        seconds=_number(seconds, float, where, "seconds") if seconds is not None else d.seconds,
+        seed=_number(seed, int, where, "seed") if seed is not None else d.seed + index,
+        model=str(get("model") or d.model), count=_number(count, int, where, "count")
+        if count is not None else d.count,
+        steps=_number(steps, int, where, "steps") if steps is not None else d.steps,
+        guidance=_number(guidance, float, where, "guidance") if guidance is not None
+        else d.guidance,
+        keys=str(get("keys") or d.keys), target=str(get("target") or ""),
+        mapping=str(get("mapping") or ""), reference=str(get("reference") or ""))
+    if item.count < 1 or item.count > 16:
+        raise PromptsError(f"{where}: count must be between 1 and 16, got {item.count}")
+    if item.keys != "model":
+        pct = _number(item.keys, float, where, "keys (model or a percentage)")
+        if not 0 < pct <= 100:
+            raise PromptsError(f"{where}: keys must be 'model' or a percentage in (0, 100]")
+    item.id = str(get("id") or f"{index + 1:04d}-{slug(prompt)}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", item.id):
+        raise PromptsError(f"{where}: id {item.id!r} may only use letters, digits, . _ -")
+    return item
+
+
+def parse_prompts(text: str, name: str = "prompts", fmt: str | None = None,
+                  defaults: Defaults | None = None) -> list[BatchItem]:
+    """Items of a prompts file's text; ``fmt`` is ``txt``, ``csv`` or ``json`` (default: from
+    the name's suffix). Raises :class:`PromptsError` naming the line."""
+    d = defaults or Defaults()
+    fmt = (fmt or Path(name).suffix.lstrip(".") or "txt").lower()
+    items = []
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PromptsError(f"{name}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        if isinstance(data, dict):
+            data = data.get("items")
+        if not isinstance(data, list):
+            raise PromptsError(f"{name}: JSON must be a list of items or {{\"items\": [...]}}")
+        for k, raw in enumerate(data):
+            where = f"{name}, item {k + 1}"
+            if isinstance(raw, str):
+                raw = {"prompt": raw}
+            if not isinstance(raw, dict):
+                raise PromptsError(f"{where}: an item must be an object or a string")
+            items.append(_item(raw, len(items), k + 1, where, d))
+    elif fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "prompt" not in [f.strip() for f in reader.fieldnames]:
+            raise PromptsError(f"{name}, line 1: the CSV header needs a 'prompt' column")
+        reader.fieldnames = [f.strip() for f in reader.fieldnames]
+        for raw in reader:
+            where = f"{name}, line {reader.line_num}"
+            if None in raw:
+                raise PromptsError(f"{where}: more values than columns")
+            if not any((v or "").strip() for v in raw.values()):
+                continue
+            items.append(_item(raw, len(items), reader.line_num, where, d))
+    elif fmt in ("txt", "text", "prompts"):
+        for k, line in enumerate(text.splitlines()):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            items.append(_item({"prompt": s}, len(items), k + 1, f"{name}, line {k + 1}", d))
+    else:
+        raise PromptsError(f"{name}: unknown prompts format {fmt!r} (txt, csv or json)")
+    seen = {}
+    for it in items:
+        if it.id in seen:
+            raise PromptsError(f"{name}, line {it.line}: id {it.id!r} repeats line {seen[it.id]}")
+        seen[it.id] = it.line
+    if not items:
+        raise PromptsError(f"{name}: no prompts in the file")
+    return items
+
+
+def read_prompts(path, defaults: Defaults | None = None, fmt: str | None = None):
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptsError(f"cannot read the prompts file {str(p)!r}: {exc}") from None
+    return parse_prompts(text, p.name, fmt, defaults)
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """``"i/n"`` (1-based) → (i, n); None → (1, 1)."""
+    if not spec:
+        return 1, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
+        raise InputError(f"--shard must be i/n with 1 <= i <= n, got {spec!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_shard(items, i: int, n: int):
+    return [it for it in items if it.index % n == i - 1]
+
+
+@dataclass
+class Manifest:
+    """``{id: entry}`` with atomic writes. Entries: ``status``, ``files``, ``seed``, ``model``,
+    ``timings``, ``metrics``, ``error``, and the item's settings."""
+
+    path: Path
+    entries: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path) -> "Manifest":
+        path = Path(path)
+        if not path.is_file():
+            return cls(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"the manifest {str(path)!r} is unreadable ({exc}): move it away "
+                             "to start over") from None
+        return cls(path, dict(data.get("items", {})))
+
+    def done(self, item_id: str) -> bool:
+        return self.entries.get(item_id, {}).get("status") == "ok"
+
+    def record(self, item_id: str, entry: dict) -> None:
+        self.entries[item_id] = entry
+        self.save()
+
+    def save(self) -> None:
+        data = {"version": MANIFEST_VERSION,
+                "items": {k: self.entries[k] for k in sorted(self.entries)}}
+        tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def merge(self, other: "Manifest") -> None:
+        for k, v in other.entries.items():
+            if v.get("status") == "ok" or k not in self.entries:
+                self.entries[k] = v
