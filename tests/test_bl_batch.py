@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Headless batch generation end to end (``tools/batch_generate.py`` in subprocesses of this
+Python with the bpy module) with the tiny sMDM model: a failing item, resume after a kill,
+shards, workers and a malformed prompts file."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import smdm_fixture  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tools" / "batch_generate.py"
+CSV = """id,prompt,seconds,seed,count,keys
+walk-a,a person walks forward,2,1,1,
+arms-a,a person raises both arms,2,2,2,
+walk-b,someone walks straight ahead,2.5,3,1,15
+broken,a person walks forward,600,4,1,
+arms-b,someone lifts both arms up,2,5,1,
+walk-c,a man is walking forward,2,6,1,
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    os.symlink(smdm_fixture.tiny_package(), models / smdm_fixture.NAME)
+    return dict(os.environ, SPARSE_MOTION_MODELS=str(models), PYTHONDONTWRITEBYTECODE="1",
+                HF_HUB_OFFLINE="1")
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    p = tmp_path_factory.mktemp("prompts") / "items.csv"
+    p.write_text(CSV)
+    return p
+
+
+def run(env, prompts, out, *extra, timeout=600):
+    cmd = [sys.executable, str(SCRIPT), str(prompts), "--out", str(out), "--steps", "10",
+           "--model", smdm_fixture.NAME, "--threads", "1", *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def comparable(out: Path, manifest="manifest.json"):
+    """The manifest without timings, and the bytes of every .bvh it lists."""
+    data = json.loads((out / manifest).read_text())["items"]
+    files = {}
+    for entry in data.values():
+        entry.pop("timings", None)
+        entry.pop("traceback", None)
+        for f in entry.get("files", []):
+            assert (out / f).is_file(), f
+            if f.endswith(".bvh"):
+                files[f] = (out / f).read_bytes()
+    return data, files
+
+
+@pytest.fixture(scope="module")
+def reference(env, prompts, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    r = run(env, prompts, out)
+    return out, r
+
+
+def test_batch_records_a_failing_item_and_goes_on(reference):
+    out, r = reference
+    assert r.returncode == 1, r.stderr[-3000:]
+    data, files = comparable(out)
+    assert sorted(data) == ["arms-a", "arms-b", "broken", "walk-a", "walk-b", "walk-c"]
+    assert data["broken"]["status"] == "failed" and "out of range" in data["broken"]["error"]
+    ok = [k for k, v in data.items() if v["status"] == "ok"]
+    assert len(ok) == 5
+    assert data["arms-a"]["files"] == ["arms-a/arms-a.blend", "arms-a/arms-a-1.bvh",
+                                       "arms-a/arms-a-2.bvh"]
+    assert data["walk-b"]["seed"] == 3 and data["walk-b"]["model"] == smdm_fixture.NAME
+    assert "items done" not in r.stderr and "6 items" in r.stderr and "~" in r.stderr
+    # the .blend holds the actions, with sparse keys
+    blend = out / "walk-a" / "walk-a.blend"
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    assert "a person walks forward #1" in bpy.data.actions
+
+
+def test_rerun_skips_done_items(env, prompts, reference):
+    out, _ = reference
+    before = comparable(out)
+    r = run(env, prompts, out)
+    assert r.returncode == 1 and "6 already in the manifest, 0 to do" in r.stderr
+    assert comparable(out) == before
+    r = run(env, prompts, out, "--retry-failed")  # failed items are tried again on request
+    assert r.returncode == 1 and "1 to do" in r.stderr
+    assert comparable(out) == before
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(env, prompts, reference, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(SCRIPT), str(prompts), "--out", str(out), "--steps", "10",
+           "--model", smdm_fixture.NAME, "--threads", "1"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        m = out / "manifest.json"
+        if m.is_file() and len(json.loads(m.read_text())["items"]) >= 2:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    n_before = len(json.loads((out / "manifest.json").read_text())["items"])
+    assert 2 <= n_before < 6
+    r = run(env, prompts, out)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert comparable(out) == comparable(reference[0])
+
+
+def test_two_shards_equal_one_run(env, prompts, reference, tmp_path):
+    out = tmp_path / "sharded"
+    r1 = run(env, prompts, out, "--shard", "1/2")
+    r2 = run(env, prompts, out, "--shard", "2/2")
+    assert {r1.returncode, r2.returncode} == {0, 1}  # the broken item is in one shard
+    assert (out / "manifest.shard-1-of-2.json").is_file()
+    m = subprocess.run([sys.executable, str(SCRIPT), str(prompts), "--out", str(out), "--merge"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert m.returncode == 1 and "merged 6 items" in m.stdout
+    assert comparable(out) == comparable(reference[0])
+
+
+def test_two_workers_equal_one_run(env, prompts, reference, tmp_path):
+    out = tmp_path / "workers"
+    r = run(env, prompts, out, "--workers", "2")
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert comparable(out) == comparable(reference[0])
+    assert not list(out.glob("manifest.worker-*"))
+
+
+def test_malformed_prompts_file_names_the_line(env, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,seconds\nwalk,2\nrun,fast\n")
+    r = run(env, bad, tmp_path / "out")
+    assert r.returncode == 2
+    assert "bad.csv, line 3: seconds must be a number, got 'fast'" in r.stderr

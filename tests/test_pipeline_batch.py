@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Prompts files, shards and the manifest (bpy-free)."""
+import json
+
+import pytest
+
+from sparse_motion.pipeline import batch as pb
+
+
+def test_text_csv_and_json_give_the_same_items():
+    txt = "a person walks\n\n# skip me\nsomeone jumps  \n"
+    csv = "prompt,seconds,seed\na person walks,,\nsomeone jumps,,\n"
+    js = json.dumps(["a person walks", {"prompt": "someone jumps"}])
+    a = pb.parse_prompts(txt, "p.txt", defaults=pb.Defaults(seed=10))
+    b = pb.parse_prompts(csv, "p.csv", defaults=pb.Defaults(seed=10))
+    c = pb.parse_prompts(js, "p.json", defaults=pb.Defaults(seed=10))
+    for items in (a, b, c):
+        assert [(i.prompt, i.seed, i.index, i.id) for i in items] == [
+            ("a person walks", 10, 0, "0001-a-person-walks"),
+            ("someone jumps", 11, 1, "0002-someone-jumps")]
+    assert [i.line for i in a] == [1, 4]
+
+
+def test_per_item_values():
+    csv = ("id,prompt,seconds,seed,count,keys,model\n"
+           "wave,an old man waves,6.5,7,3,10,smdm-x\n")
+    (it,) = pb.parse_prompts(csv, "p.csv")
+    assert (it.id, it.seconds, it.seed, it.count, it.keys, it.model) == (
+        "wave", 6.5, 7, 3, "10", "smdm-x")
+
+
+@pytest.mark.parametrize("text, name, words", [
+    ("prompt,seconds\nwalk,abc\n", "p.csv", "p.csv, line 2: seconds must be a number"),
+    ("prompt,speed\nwalk,3\n", "p.csv", "p.csv, line 2: unknown column(s) speed"),
+    ("seconds\n4\n", "p.csv", "line 1: the CSV header needs a 'prompt' column"),
+    ("prompt\nwalk\n\"\"\n", "p.csv", None),  # an empty row is skipped
+    ("prompt,seed\nwalk,1\n,2\n", "p.csv", "line 3: the prompt is empty"),
+    ('[{"prompt": "walk"}, {"prompt": "run", "count": 40}]', "p.json",
+     "p.json, item 2: count must be between 1 and 16"),
+    ('[{"prompt": "walk"},\n {"prompt": }]', "p.json", "p.json, line 2: not valid JSON"),
+    ("# nothing\n\n", "p.txt", "no prompts"),
+    ("id,prompt\nx,walk\nx,run\n", "p.csv", "line 3: id 'x' repeats line 2"),
+    ("prompt,keys\nwalk,lots\n", "p.csv", "line 2: keys"),
+])
+def test_malformed_files_name_the_line(text, name, words):
+    if words is None:
+        assert len(pb.parse_prompts(text, name)) == 1
+        return
+    with pytest.raises(pb.PromptsError) as info:
+        pb.parse_prompts(text, name)
+    assert words in str(info.value)
+
+
+def test_shards_partition_the_items():
+    items = pb.parse_prompts("\n".join(f"p{i}" for i in range(7)), "p.txt")
+    parts = [pb.select_shard(items, i, 3) for i in (1, 2, 3)]
+    ids = sorted(it.id for part in parts for it in part)
+    assert ids == sorted(it.id for it in items) and len(ids) == len(set(ids))
+    assert pb.parse_shard("2/3") == (2, 3) and pb.parse_shard(None) == (1, 1)
+    for bad in ("0/3", "4/3", "x", "1/0"):
+        with pytest.raises(pb.InputError):
+            pb.parse_shard(bad)
+
+
+def test_manifest_round_trip_and_merge(tmp_path):
+    m = pb.Manifest.load(tmp_path / "manifest.json")
+    m.record("a", {"status": "ok", "files": ["a/a.bvh"]})
+    m.record("b", {"status": "failed", "error": "x"})
+    again = pb.Manifest.load(tmp_path / "manifest.json")
+    assert again.entries == m.entries and again.done("a") and not again.done("b")
+    other = pb.Manifest(tmp_path / "o.json", {"b": {"status": "ok"}, "c": {"status": "ok"}})
+    again.merge(other)
+    assert sorted(again.entries) == ["a", "b", "c"] and again.done("b")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(pb.InputError, match="unreadable"):
+        pb.Manifest.load(tmp_path / "bad.json")
