@@ -25,8 +25,6 @@ Progress (items done, time left) goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import time
