@@ -75,9 +75,9 @@ class ImportResult:
         )
         if self.reduce_result is not None:
             r = self.reduce_result
-            text += (
-                f"; reduced {self.keys:,} → {r.keys_after:,} keys, max error {r.max_cm:.2f} cm"
-            )
+            text += f"; reduced {r.keys_before:,} → {r.keys_after:,} keys"
+            if r.max_cm == r.max_cm:  # measured (not NaN)
+                text += f", max error {r.max_cm:.2f} cm"
         return text
 
 
@@ -169,16 +169,21 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
         action, channels = actions.new_action_for(obj, name)
         rb.created(action)
         n_keys = 0
+        given_keys = reduce is not None and reduce.mode == "KEYS"
+        columns = []  # (data path, index, bone, values)
         for bone, (quat, loc) in basis.items():
             path = bone_data_path(bone, "rotation_quaternion")
-            for i in range(4):
-                fcurve_io.write_dense(channels.new_fcurve(path, i, bone), frames, quat[:, i])
-            n_keys += 4 * n_frames
+            columns += [(path, i, bone, quat[:, i]) for i in range(4)]
             if loc is not None:
                 path = bone_data_path(bone, "location")
-                for i in range(3):
-                    fcurve_io.write_dense(channels.new_fcurve(path, i, bone), frames, loc[:, i])
-                n_keys += 3 * n_frames
+                columns += [(path, i, bone, loc[:, i]) for i in range(3)]
+        if given_keys:  # keys on given frames: fit and write them directly, no dense pass
+            reduce_result = _write_given_keys(channels, columns, frames, reduce)
+            n_keys = reduce_result.keys_after
+        else:
+            for path, i, bone, values in columns:
+                fcurve_io.write_dense(channels.new_fcurve(path, i, bone), frames, values)
+            n_keys = len(columns) * n_frames
 
         # ---- assign, set the static state of the keyed bones
         for bone, (_quat, loc) in basis.items():
@@ -189,9 +194,10 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
                              (1.0, 1.0, 1.0))
         assign_keeping_previous(obj, channels, rb, warnings)
 
-        reduce_result = None
-        if reduce is not None:
+        if reduce is not None and not given_keys:
             reduce_result = reduce_or_warn(obj, reduce, warnings)
+        elif not given_keys:
+            reduce_result = None
 
         scene = bpy.context.scene
         if set_fps:
@@ -208,6 +214,40 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
         new_armature=new_armature, reduce_result=reduce_result, warnings=warnings,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _write_given_keys(channels, columns, frames, settings):
+    """Bezier keys on ``settings.key_frames`` (scene frames) fitted to every column's dense
+    values (the keyframe engine's least-squares handles); constant columns get their two end
+    keys. Returns a ReduceResult (errors not measured: NaN)."""
+    from ..keyframes import bezier
+    from .reduce import ReduceResult
+
+    t0 = time.perf_counter()
+    F = len(frames)
+    kf = np.asarray(settings.key_frames, dtype=np.float64).reshape(-1)
+    idx = np.unique(np.concatenate([np.clip(np.round(kf - frames[0]), 0, F - 1), [0, F - 1]]))
+    idx = idx.astype(np.intp)
+    V = np.stack([c[3] for c in columns], axis=1)
+    spread = V.max(axis=0) - V.min(axis=0)
+    constant = spread <= 1e-7 * np.maximum(np.abs(V).max(axis=0), 1.0)
+    handles = settings.handles.lower()
+    kv, hl, hr = bezier.fit(frames, V, idx, handles)
+    kt = "FREE" if handles == "free" else "ALIGNED"
+    ends = frames[[0, -1]]
+    for c, (path, i, bone, values) in enumerate(columns):
+        fc = channels.new_fcurve(path, i, bone)
+        if constant[c]:
+            v = float(values[0])
+            fcurve_io.write_keys(fc, ends, [v, v], [v, v], [v, v], "FREE")
+        else:
+            fcurve_io.write_keys(fc, frames[idx], kv[:, c], hl[:, c], hr[:, c], kt)
+    n_const = int(constant.sum())
+    nan = float("nan")
+    return ReduceResult(action=channels.action, curves=len(columns), keys_before=F * len(columns),
+                        keys_after=len(idx) * (len(columns) - n_const) + 2 * n_const,
+                        max_cm=nan, p95_cm=nan, mean_cm=nan, seconds=time.perf_counter() - t0,
+                        constant_curves=n_const, key_frames=len(idx), frames=F)
 
 
 def _load(source):

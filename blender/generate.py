@@ -195,7 +195,7 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
     _check_target(req.target)  # it may have gone while the model ran
     scene = bpy.context.scene
     scene_fps = scene.render.fps / scene.render.fps_base
-    warnings, made, keys_total, key_frames = [], [], 0, 0
+    warnings, made, keys_total, key_frames, key_seconds = [], [], 0, 0, 0.0
     obj = req.target
     created_rig = obj is None
     R = len(gen.features)
@@ -237,6 +237,7 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
             rr = res.reduce_result
             if rr is not None:
                 keys_total += rr.keys_after
+                key_seconds += rr.seconds
                 key_frames = max(key_frames, rr.key_frames)
             # the earlier results of this same generation are kept on purpose
             warnings += [w for w in res.warnings if w not in warnings
@@ -254,7 +255,8 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
             obj.select_set(True)
             bpy.context.view_layer.objects.active = obj
     timings = dict(gen.timings)
-    timings["writing"] = time.perf_counter() - t0
+    timings["writing"] = time.perf_counter() - t0  # everything done in Blender
+    timings["keys"] = key_seconds  # of which: fitting and writing the F-curve keys
     return GenerateResult(obj=obj, actions=made, prompt=gen.text, seed=gen.seed, frames=F,
                           keys=keys_total, key_frames=key_frames, model=gen.model,
                           timings=timings, warnings=warnings, created_rig=created_rig)
