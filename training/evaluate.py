@@ -136,6 +136,8 @@ def main(argv=None):
     ap.add_argument("--generator", action="append", default=[], metavar="module:Class")
     ap.add_argument("--generator-kwargs", action="append", default=[], metavar="JSON",
                     help="constructor arguments, one JSON object per --generator")
+    ap.add_argument("--label", action="append", default=[], metavar="NAME",
+                    help="table row name of the matching --generator (default: its spec)")
     ap.add_argument("--no-baselines", action="store_true", help="skip shuffled and noise")
     ap.add_argument("--reference", default="train", choices=("train", "val", "test"),
                     help="FID reference statistics (split of the shipped package)")
@@ -175,8 +177,9 @@ def main(argv=None):
         gen_m, secs = generate_rows(gen, captions, lengths, args.seed, ev.feature_dim, spec)
         groups = (multimodality_groups(gen, captions, lengths, args.mm_texts, args.mm_gens,
                                        args.seed) if args.mm_gens >= 2 else None)
-        rows[spec] = ev.evaluate(gen_m, captions, mm_groups=groups, **common)
-        rows[spec]["generate_seconds"] = round(secs, 2)
+        name = args.label[g] if g < len(args.label) else spec
+        rows[name] = ev.evaluate(gen_m, captions, mm_groups=groups, **common)
+        rows[name]["generate_seconds"] = round(secs, 2)
 
     print(f"evaluator {ev.manifest['name']} {ev.manifest['version']}; {args.split} split: "
           f"{len(idx)} clips; R-precision: batches of 32, mean ± 95% over {args.repeats} "
