@@ -176,27 +176,30 @@ def train(args, torch, data, text_emb, log_fn=log):
     torch.manual_seed(args.seed)
     cfg = DenoiserConfig(width=args.width, layers=args.layers, heads=args.heads, ff=args.ff,
                          lipschitz=not args.no_lipschitz, feature_dim=data.feats[False][0].shape[1], text_dim=text_emb.shape[1])
-    model = build_denoiser(torch, cfg)
+    device = args.device if args.device != "auto" else (
+        "cuda" if torch.cuda.is_available() else "cpu")
+    model = build_denoiser(torch, cfg).to(device)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    abar = torch.tensor(core.cosine_alphas_cumprod(core.TIMESTEPS), dtype=torch.float32)
+    abar = torch.tensor(core.cosine_alphas_cumprod(core.TIMESTEPS), dtype=torch.float32,
+                        device=device)
     step = 0
     rng = np.random.default_rng(args.seed)
     history = []
     if args.resume and ckpt_path.is_file():
-        st = torch.load(ckpt_path, weights_only=False)
+        st = torch.load(ckpt_path, weights_only=False, map_location=device)
         model.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
         step = st["step"]
         rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(st["torch_rng"])
+        torch.set_rng_state(st["torch_rng"].cpu())
         history = st.get("history", [])
         log_fn(f"resumed at step {step}")
     n_params = sum(p.numel() for p in model.parameters())
-    log_fn(f"model {n_params:,} parameters, config {cfg.to_dict()}")
+    log_fn(f"model {n_params:,} parameters on {device}, config {cfg.to_dict()}")
     snapshots = set(args.snapshot_at or [])
     t_last_ckpt = time.time()
     t0 = time.time()
@@ -216,16 +219,15 @@ def train(args, torch, data, text_emb, log_fn=log):
     while step < stop:
         x0, text, keys, left, w = data.batch(rng, args.batch, args.max_frames, args.keys,
                                              args.cond_drop, text_emb)
-        x0 = torch.from_numpy(x0)
+        x0 = torch.from_numpy(x0).to(device)
         B = x0.shape[0]
-        t = torch.randint(0, core.TIMESTEPS, (B,))
+        t = torch.randint(0, core.TIMESTEPS, (B,)).to(device)
         a = abar[t][:, None, None]
-        noise = torch.randn_like(x0)
+        noise = torch.randn(x0.shape).to(device)  # drawn on the CPU: the same on any device
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.warmup, args.lr)
-        pred = model(x_t, t, torch.from_numpy(text), torch.from_numpy(keys),
-                     torch.from_numpy(left), torch.from_numpy(w))
+        pred = model(x_t, t, *(torch.from_numpy(v).to(device) for v in (text, keys, left, w)))
         mse = ((pred - x0) ** 2).mean()
         lip = model.lipschitz_loss()
         loss = mse + args.lip_weight * lip
@@ -259,7 +261,7 @@ def train(args, torch, data, text_emb, log_fn=log):
     save()
     torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step},
                work / "ema-final.pt")
-    return ema, cfg, step, n_params, history
+    return ema.cpu(), cfg, step, n_params, history
 
 
 # =========================================================================== export
@@ -393,6 +395,7 @@ def parse_args(argv=None):
     ap.add_argument("--cond-drop", type=float, default=0.1)
     ap.add_argument("--lip-weight", type=float, default=1e-6)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--stop-at", type=int, default=None,
                     help="stop at this step (the schedule still runs over --steps): ablations "
@@ -433,7 +436,7 @@ def main(argv=None):
     data = TrainClips.from_dataset(ds, ds.indices("train"), text_index)
     log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
     if args.from_weights:
-        st = torch.load(args.from_weights, weights_only=False)
+        st = torch.load(args.from_weights, weights_only=False, map_location="cpu")
         cfg = DenoiserConfig.from_dict(st["config"])
         model = build_denoiser(torch, cfg)
         model.load_state_dict(st["ema"])
