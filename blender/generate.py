@@ -101,8 +101,10 @@ def get_model(name: str = "", settings: RuntimeSettings | None = None,
     with _models_lock:
         model = _models.get(key)
         if model is None:
+            for old in _models.values():  # one model in memory at a time
+                old.release()
+            _models.clear()
             model = SmdmModel(pkg, settings=settings, backend=backend)
-            _models.clear()  # one model in memory at a time
             _models[key] = model
     return model
 
