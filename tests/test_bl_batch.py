@@ -125,10 +125,15 @@ def test_two_shards_equal_one_run(env, prompts, reference, tmp_path):
     r2 = run(env, prompts, out, "--shard", "2/2")
     assert {r1.returncode, r2.returncode} == {0, 1}  # the broken item is in one shard
     assert (out / "manifest.shard-1-of-2.json").is_file()
-    m = subprocess.run([sys.executable, str(SCRIPT), str(prompts), "--out", str(out), "--merge"],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert m.returncode == 1 and "merged 6 items" in m.stdout
+    m = subprocess.run([sys.executable, str(SCRIPT), str(prompts), "--out", str(out), "--merge",
+                        "--blend-all"], env=env, capture_output=True, text=True, timeout=120)
+    assert m.returncode == 1 and "merged 6 items" in m.stdout, m.stderr[-2000:]
     assert comparable(out) == comparable(reference[0])
+    # one .blend for all: every ok item's rig in its own collection, all its actions
+    bpy.ops.wm.open_mainfile(filepath=str(out / "all.blend"))
+    assert sorted(c.name for c in bpy.data.collections) == ["arms-a", "arms-b", "walk-a",
+                                                            "walk-b", "walk-c"]
+    assert len(bpy.data.actions) == 6  # arms-a has two results
 
 
 def test_two_workers_equal_one_run(env, prompts, reference, tmp_path):

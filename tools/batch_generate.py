@@ -14,6 +14,7 @@ DIR/manifest.json (files, seed, model version, timings, metrics, or the error).
                             manifest is DIR/manifest.shard-i-of-n.json (merge with --merge)
   --workers N               N processes on this machine, the model loaded once in each
   --merge                   merge every manifest.*.json of DIR into DIR/manifest.json, then stop
+  --blend-all               also collect every ok item's armature and actions into DIR/all.blend
   --seconds --seed --model --count --steps --guidance --keys   defaults for the items
   --fps 30 --threads 0 --device AUTO|CPU|CUDA
 
@@ -53,6 +54,7 @@ def parse_args(argv):
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # k/N, internal
     ap.add_argument("--merge", action="store_true")
+    ap.add_argument("--blend-all", action="store_true")
     ap.add_argument("--retry-failed", action="store_true")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -173,6 +175,31 @@ def run_workers(pending, out, manifest, args, argv):
     return all(manifest.entries.get(it.id, {}).get("status") == "ok" for it in pending)
 
 
+def blend_all(out: Path, manifest: pb.Manifest) -> Path:
+    """One .blend with every ok item's objects and actions (appended from the item files)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    for item_id in sorted(manifest.entries):
+        entry = manifest.entries[item_id]
+        blend = next((f for f in entry.get("files", []) if f.endswith(".blend")), None)
+        if entry.get("status") != "ok" or blend is None:
+            continue
+        with bpy.data.libraries.load(str(out / blend), link=False) as (src, dst):
+            dst.objects = [n for n in src.objects]
+            dst.actions = [n for n in src.actions]
+        coll = bpy.data.collections.new(item_id)
+        scene.collection.children.link(coll)
+        for obj in dst.objects:
+            if obj is not None:
+                coll.objects.link(obj)
+        for action in dst.actions:
+            if action is not None:
+                action.use_fake_user = True
+    path = out / "all.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False)
+    return path
+
+
 def merge_all(out: Path) -> pb.Manifest:
     main = pb.Manifest.load(out / "manifest.json")
     for part in sorted(out.glob("manifest.*.json")):
@@ -191,6 +218,8 @@ def main(argv):
     if args.merge:
         m = merge_all(out)
         print(f"merged {len(m.entries)} items into {m.path}")
+        if args.blend_all:
+            print(f"wrote {blend_all(out, m)}")
         return 0 if all(v.get("status") == "ok" for v in m.entries.values()) else 1
     defaults = pb.Defaults(seconds=args.seconds, seed=args.seed, model=args.model,
                            count=args.count, steps=args.steps, guidance=args.guidance,
@@ -225,6 +254,8 @@ def main(argv):
         else:
             run_items(pending, out, manifest, args, Progress(len(pending)))
     manifest.save()
+    if args.blend_all:
+        print(f"wrote {blend_all(out, manifest)}", file=sys.stderr)
     failed = [it.id for it in items if manifest.entries.get(it.id, {}).get("status") != "ok"]
     for it in failed:
         print(f"failed: {it}: {manifest.entries.get(it, {}).get('error')}", file=sys.stderr)
