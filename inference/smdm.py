@@ -247,6 +247,8 @@ class SmdmModel:
                              else self.config["key_fraction"])
         results = int(results)
         text = self.check_request(text, frames, steps, guidance, gamma, results, key_fraction)
+        if int(seed) < 0:
+            raise InputError(f"The seed must be 0 or more, got {seed}")
         timings = {}
         with self._lock:
             t0 = time.perf_counter()

@@ -122,6 +122,7 @@ def test_cancel_stops_between_steps(tiny):
     (dict(text="walk", frames=60, steps=3), "Steps must be"),
     (dict(text="walk", frames=60, results=0), "Number of results"),
     (dict(text="walk", frames=60, guidance=float("nan")), "Guidance"),
+    (dict(text="walk", frames=60, seed=-1), "seed must be 0 or more"),
 ])
 def test_bad_requests_are_refused(tiny, kwargs, words):
     with pytest.raises(InputError, match=words):
