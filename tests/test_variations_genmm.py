@@ -58,8 +58,9 @@ def test_genmm_patches_come_from_reference(ref, length):
     assert np.median(d_out) < 0.05 * np.median(d_noise)
 
 
-@pytest.mark.parametrize("length", [150, 400])
+@pytest.mark.parametrize("length", [150, T, 400])
 def test_genmm_is_not_a_verbatim_copy(ref, length):
+    # length == T used to return the reference itself (identity attractor of the completeness term)
     tol = 0.05 * np.sqrt(ref.shape[1])
     for seed in (0, 1):
         out = genmm(ref, length, seed=seed)
