@@ -39,6 +39,7 @@ import numpy as np
 import bpy
 
 from ..errors import InputError
+from ..keyframes.continuity import quat_continuous
 from ..keyframes.rig import affine_inverse, bone_data_path
 from ..motion import bvh as bvh_mod
 from ..motion import rotations as rot
@@ -447,7 +448,7 @@ def _solve_basis(obj, bvh, bone_names, W, G, T, s, warnings):
         pose_rot[bone.name] = Q
         pose_inv[bone.name] = np.swapaxes(Q, -1, -2)
         pose_head[bone.name] = H
-        out[bone.name] = (_continuous(rot.matrix_to_quat(basis_rot)), loc)
+        out[bone.name] = (quat_continuous(rot.matrix_to_quat(basis_rot)), loc)
         if (not bone.use_inherit_rotation or bone.inherit_scale != "FULL"
                 or not bone.use_local_location):
             odd.append(bone.name)
@@ -471,15 +472,6 @@ def _apply(R, v):
     if R.ndim == 2:
         return v @ R.T
     return (R @ v[..., None])[..., 0]
-
-
-def _continuous(q):
-    """Flip quaternion signs so consecutive frames are in the same hemisphere."""
-    if len(q) < 2:
-        return q
-    flip = np.einsum("fi,fi->f", q[1:], q[:-1]) < 0.0
-    sign = np.concatenate([[1.0], np.where(np.cumsum(flip) % 2, -1.0, 1.0)])
-    return q * sign[:, None]
 
 
 def _set_pose_static(pb, mode, location, scale):

@@ -25,7 +25,7 @@ import numpy as np
 import bpy
 
 from ..errors import InputError
-from ..keyframes.continuity import euler_filter
+from ..keyframes.continuity import euler_filter, quat_continuous
 from ..keyframes.rig import affine_inverse, bone_data_path
 from ..motion import canonical as canon
 from ..motion import rotations as rot
@@ -512,7 +512,7 @@ def _verify_and_refine(obj, sol, frames, curves, samples=8, tol_cm=0.05, iterati
             Pinv = affine_inverse(Pp)[:, :3, :3]  # closed form: no LAPACK per frame
             R = rel[:3, :3].T @ Pinv @ sol.rots[:, k]
             R = R / np.linalg.norm(R, axis=-2, keepdims=True)
-            quat = _continuous(rot.matrix_to_quat(R))
+            quat = quat_continuous(rot.matrix_to_quat(R))
             rot_curves, loc_curves = curves[bone]
             _set_values(rot_curves, frames, _rotation_values(obj.pose.bones[bone], quat)[1])
             if loc_curves is not None:
@@ -525,11 +525,3 @@ def _verify_and_refine(obj, sol, frames, curves, samples=8, tol_cm=0.05, iterati
         return [f"Constraints or drivers keep '{where}' {worst:.1f} cm away from the retargeted "
                 "pose: check the rig's IK/FK switches and constraints"]
     return []
-
-
-def _continuous(q):
-    if len(q) < 2:
-        return q
-    flip = np.einsum("fi,fi->f", q[1:], q[:-1]) < 0.0
-    sign = np.concatenate([[1.0], np.where(np.cumsum(flip) % 2, -1.0, 1.0)])
-    return q * sign[:, None]

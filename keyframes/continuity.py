@@ -46,20 +46,23 @@ def count_quat_flips(q) -> int:
 
 
 def quat_continuous(q) -> np.ndarray:
-    """Return a copy of ``q`` (T, 4) with signs flipped so that consecutive quaternions have a
-    non-negative dot product. The first quaternion keeps its sign.
+    """Return a copy of ``q`` (T, 4), or (T, ..., 4) for several tracks at once, with signs
+    flipped so that consecutive quaternions have a non-negative dot product. The first
+    quaternion keeps its sign.
 
     Flipping row ``t`` negates its dot products with both neighbours, so the sign of row ``t`` is
     the running product of the signs of the original consecutive dot products.
     """
-    q = _as_2d(q, 4, "q")
+    q = np.asarray(q, dtype=np.float64)
+    if q.ndim < 2 or q.shape[-1] != 4:
+        raise ValueError(f"q must have shape (T, 4) or (T, ..., 4), got {q.shape}")
     out = q.copy()
     if len(q) < 2:
         return out
-    dots = np.einsum("ij,ij->i", q[1:], q[:-1])
+    dots = np.sum(q[1:] * q[:-1], axis=-1)
     step = np.where(dots < 0.0, -1.0, 1.0)
-    sign = np.concatenate(([1.0], np.cumprod(step)))
-    out *= sign[:, None]
+    sign = np.concatenate((np.ones((1,) + step.shape[1:]), np.cumprod(step, axis=0)))
+    out *= sign[..., None]
     return out
 
 

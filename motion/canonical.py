@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 
+from ..keyframes.continuity import quat_continuous
 from . import bvh as _bvh
 from . import rotations as _rot
 from .skeleton import Skeleton, bvh_forward_kinematics, forward_kinematics
@@ -305,16 +306,6 @@ def slerp(a, b, t) -> np.ndarray:
     return _rot.quat_normalize(wa * a + wb * b)
 
 
-def _hemisphere_continuous(q):
-    """Flip quaternion signs so consecutive frames have a non-negative dot product."""
-    q = q.copy()
-    if len(q) > 1:
-        d = np.sum(q[1:] * q[:-1], axis=-1)
-        flips = np.cumsum(d < 0.0, axis=0) % 2
-        q[1:] *= np.where(flips == 1, -1.0, 1.0)[..., None]
-    return q
-
-
 def resample(local_quats, root_translation, src_fps: float, dst_fps: float):
     """Resample motion from ``src_fps`` to ``dst_fps`` (slerp rotations, lerp translation).
 
@@ -326,7 +317,7 @@ def resample(local_quats, root_translation, src_fps: float, dst_fps: float):
     src, dst = float(src_fps), float(dst_fps)
     if not (math.isfinite(src) and math.isfinite(dst) and src > 0 and dst > 0):
         raise CanonicalError(f"frame rates must be finite and > 0, got {src_fps}, {dst_fps}")
-    q = _hemisphere_continuous(_rot.quat_normalize(q))
+    q = quat_continuous(_rot.quat_normalize(q))
     if src == dst:
         return q, x.copy()
     F = q.shape[0]
@@ -341,7 +332,7 @@ def resample(local_quats, root_translation, src_fps: float, dst_fps: float):
     exact = w == 0.0
     qo[exact] = q[i0[exact]]
     xo = x[i0] * (1.0 - w)[:, None] + x[i1] * w[:, None]
-    return _hemisphere_continuous(qo), xo
+    return quat_continuous(qo), xo
 
 
 # =========================================================================== conversion

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..keyframes.continuity import quat_continuous
 from ..keyframes.rig import affine_inverse
 from ..motion import canonical as _canon
 from ..motion import rotations as _rot
@@ -134,14 +135,6 @@ def body_frame(points: dict) -> np.ndarray:
     left = _unit(lat)
     fwd = np.cross(left, up)
     return np.stack([left, up, fwd], axis=1)
-
-
-def _continuous_quats(q):
-    if len(q) < 2:
-        return q
-    flip = np.einsum("fi,fi->f", q[1:], q[:-1]) < 0.0
-    sign = np.concatenate([[1.0], np.where(np.cumsum(flip) % 2, -1.0, 1.0)])
-    return q * sign[:, None]
 
 
 # =========================================================================== inputs
@@ -788,7 +781,7 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
         else:
             Pr, Ph = rots[:, p], heads[:, p]
         rot = Rr.T @ np.swapaxes(Pr, -1, -2) @ rots[:, b]
-        quat = _continuous_quats(_rot.matrix_to_quat(rot))
+        quat = quat_continuous(_rot.matrix_to_quat(rot))
         loc = None
         if b in loc_bones:
             local = (np.swapaxes(Pr, -1, -2) @ (heads[:, b] - Ph)[..., None])[..., 0] if p >= 0 \
