@@ -31,7 +31,7 @@ import numpy as np
 
 from . import metrics as _met
 from .errors import ModelPackageError
-from .package import describe_errors, load_package, version_satisfies
+from .package import describe_errors, load_package
 from .runtime import RuntimeSettings
 from .text_encoder import TextEncoder, default_threads
 
@@ -194,19 +194,7 @@ class Evaluator:
                 arg = self.package_dir.resolve().parent / req.get("name", DEFAULT_TEXT_ENCODER)
             enc = TextEncoder(arg, providers=self._providers, threads=self.threads,
                               device=self.settings.device)
-        have = enc.manifest["files"]["model.onnx"]["sha256"]
-        expected = req.get("model_sha256")
-        if expected and have != expected:
-            raise ModelPackageError(
-                f"the evaluator in {self.package_dir} was trained on text embeddings of a "
-                f"different text-encoder model than {enc.package_dir} (model sha256 "
-                f"{have}, expected {expected})")
-        spec = str(req.get("version", "*"))
-        if not version_satisfies(enc.manifest["version"], spec):
-            raise ModelPackageError(
-                f"the evaluator in {self.package_dir} needs the text encoder "
-                f"'{req.get('name')}' {spec}, {enc.package_dir} is version "
-                f"{enc.manifest['version']}")
+        enc.check_requirement(req, f"the evaluator in {self.package_dir}")
         return enc
 
     # --- properties ------------------------------------------------------------------------

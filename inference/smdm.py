@@ -33,7 +33,7 @@ from ..motion import features as _feat
 from ..motion import footlock as _footlock
 from . import smdm_core as core
 from .errors import ModelPackageError
-from .package import ModelPackage, describe_errors, load_package, version_satisfies
+from .package import ModelPackage, describe_errors, load_package
 from .runtime import RuntimeSettings
 from .text_encoder import TextEncoder
 
@@ -164,13 +164,7 @@ class SmdmModel:
                                     "installed — reinstall the extension")
         enc = TextEncoder(path, threads=self.settings.resolved_threads,
                           device=self.settings.device)
-        have = enc.manifest["files"]["model.onnx"]["sha256"]
-        if req.get("model_sha256") and have != req["model_sha256"]:
-            raise ModelPackageError(f"{pkg.label} was trained with another text-encoder model "
-                                    f"than {path}")
-        if not version_satisfies(enc.manifest["version"], str(req.get("version", "*"))):
-            raise ModelPackageError(f"{pkg.label} needs text encoder '{name}' "
-                                    f"{req.get('version')}, found {enc.manifest['version']}")
+        enc.check_requirement(req, pkg.label)
         return enc
 
     def release(self) -> None:

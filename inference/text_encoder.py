@@ -26,7 +26,8 @@ import numpy as np
 
 from . import runtime
 from .errors import ModelPackageError
-from .package import describe_errors, file_sha256, load_package  # noqa: F401 (file_sha256: API)
+from .package import (describe_errors, file_sha256,  # noqa: F401 (file_sha256: API)
+                      load_package, version_satisfies)
 from .runtime import RuntimeSettings
 
 DEFAULT_PACKAGE = "text-minilm-l6"
@@ -97,6 +98,24 @@ class TextEncoder:
         self._tokenizer = None
 
     # --- loading ---------------------------------------------------------------------------
+
+    def check_requirement(self, requirement: dict | None, user: str) -> "TextEncoder":
+        """Raise ModelPackageError unless this encoder is the one a model was trained with:
+        ``requirement`` is the model manifest's ``text_encoder`` (``name``, ``version``
+        requirement, optional exact ``model_sha256``); ``user`` names the model in messages."""
+        req = requirement or {}
+        have = self.manifest["files"][MODEL_FILE]["sha256"]
+        expected = req.get("model_sha256")
+        if expected and have != expected:
+            raise ModelPackageError(
+                f"{user} was trained on text embeddings of a different text-encoder model "
+                f"than {self.package_dir} (model sha256 {have}, expected {expected})")
+        spec = str(req.get("version", "*"))
+        if not version_satisfies(self.manifest["version"], spec):
+            raise ModelPackageError(
+                f"{user} needs the text encoder '{req.get('name')}' {spec}, "
+                f"{self.package_dir} is version {self.manifest['version']}")
+        return self
 
     def _check_manifest(self, manifest: dict) -> None:
         path = self.package_dir / MANIFEST_FILE
