@@ -128,18 +128,18 @@ def action_name(prompt: str, seed: int, index: int = 0, count: int = 1) -> str:
 
 
 def _check_target(target):
+    """The retargeting checks (:func:`.retarget.check_target`), plus: still there, in this
+    scene. None (create the canonical rig) passes."""
     if target is None:
         return
+    from .retarget import check_target
+
     try:
         name = target.name
     except ReferenceError:
         raise InputError("The target armature was deleted: choose another one") from None
-    if target.type != "ARMATURE":
-        raise InputError(f"'{name}' is not an armature: choose an armature as the target, or "
-                         "none to create the canonical rig")
-    if target.library is not None:
-        raise InputError(f"'{name}' is linked from a library and cannot be animated here")
-    if target.name not in bpy.context.scene.objects:
+    check_target(target)
+    if name not in bpy.context.scene.objects:
         raise InputError(f"'{name}' is not in the current scene")
 
 
