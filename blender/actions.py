@@ -113,6 +113,11 @@ def assign(id_data, channels: Channels):
         adt.action_slot = channels.slot
 
 
+def play(id_data, action):
+    """Make ``id_data`` play ``action`` (on 4.4+ through the action's slot for it)."""
+    assign(id_data, channels_for(id_data, action))
+
+
 def reassign(id_data, action, slot):
     """Put back a previous action (and slot) on ``id_data``."""
     adt = id_data.animation_data or id_data.animation_data_create()

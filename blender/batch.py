@@ -44,7 +44,7 @@ def _export_fbx(obj, action, path: Path):
     import addon_utils
 
     addon_utils.enable("io_scene_fbx", default_set=True)
-    actions.assign(obj, actions.channels_for(obj, action))
+    actions.play(obj, action)
     for o in bpy.context.view_layer.objects:
         o.select_set(o == obj)
     bpy.context.view_layer.objects.active = obj
@@ -94,7 +94,7 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
     for r, action in enumerate(result.actions):
         stem = item.id if len(result.actions) == 1 else f"{item.id}-{r + 1}"
         if "bvh" in formats:
-            actions.assign(result.obj, actions.channels_for(result.obj, action))
+            actions.play(result.obj, action)
             path = folder / f"{stem}.bvh"
             bvh_io.export_bvh(result.obj, str(path.resolve()), scale=100.0)
             files.append(path)
@@ -102,7 +102,7 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
             path = folder / f"{stem}.fbx"
             _export_fbx(result.obj, action, path.resolve())
             files.append(path)
-    actions.assign(result.obj, actions.channels_for(result.obj, last))
+    actions.play(result.obj, last)
     skating = []
     for r in range(len(generation.features)):
         q, x = generation.decoded[r]

@@ -72,9 +72,10 @@ class BatchItem:
         return asdict(self)
 
 
-def slug(text: str, n: int = 40) -> str:
+def slug(text: str, n: int = 40, fallback: str = "item") -> str:
+    """Lower-case letters and digits joined by '-', at most ``n`` characters (file names)."""
     s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
-    return s[:n].rstrip("-") or "item"
+    return s[:n].rstrip("-") or fallback
 
 
 def _number(value, kind, where, name):

@@ -27,3 +27,25 @@ def load():
     sys.modules[NAME] = module
     spec.loader.exec_module(module)
     return module
+
+
+def script_argv(argv=None) -> list:
+    """A script's own arguments: after ``--`` when run as ``blender --python SCRIPT -- ARGS``,
+    else ``sys.argv[1:]`` (the bpy module)."""
+    argv = sys.argv if argv is None else argv
+    return argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
+
+
+def run_script(main) -> None:
+    """Run ``main(script_argv())`` and exit with its return code (None: 0); an error meant
+    for the user (``SparseMotionError``) is printed as ``error: …`` and exits 1."""
+    from sparse_motion.errors import SparseMotionError
+
+    try:
+        code = main(script_argv())
+    except SparseMotionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code or 0)

@@ -13,7 +13,6 @@ Exit code 0 on success, 1 with a message on bad input.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -23,14 +22,9 @@ import devimport  # noqa: E402
 devimport.load()
 import bpy  # noqa: E402
 
-from sparse_motion.blender import bvh_io  # noqa: E402
+from sparse_motion.blender import actions, bvh_io  # noqa: E402
 from sparse_motion.blender.generate import GenerateRequest, generate  # noqa: E402
-from sparse_motion.errors import SparseMotionError  # noqa: E402
-
-
-def slug(text: str) -> str:
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return s[:48].rstrip("-") or "motion"
+from sparse_motion.pipeline.batch import slug  # noqa: E402
 
 
 def main(argv):
@@ -65,29 +59,17 @@ def main(argv):
                                                                  "writing") if k in t))
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    stem = f"{slug(args.prompt)}-{args.seed}"
+    stem = f"{slug(args.prompt, 48, fallback='motion')}-{args.seed}"
     blend = (out / f"{stem}.blend").resolve()
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     written = [blend]
     for i, action in enumerate(result.actions):
         bvh_path = (out / (f"{stem}.bvh" if len(result.actions) == 1 else f"{stem}-{i + 1}.bvh"))
-        _assign(result.obj, action)
+        actions.play(result.obj, action)
         bvh_io.export_bvh(result.obj, str(bvh_path.resolve()), scale=100.0)
         written.append(bvh_path.resolve())
     print("wrote " + " and ".join(str(p) for p in written))
 
 
-def _assign(obj, action):
-    from sparse_motion.blender import actions
-
-    channels = actions.channels_for(obj, action)
-    actions.assign(obj, channels)
-
-
 if __name__ == "__main__":
-    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
-    try:
-        main(argv)
-    except SparseMotionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    devimport.run_script(main)

@@ -78,9 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
-    try:
-        main(argv)
-    except SparseMotionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    devimport.run_script(main)
