@@ -105,7 +105,7 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
     actions.play(result.obj, last)
     skating = []
     for r in range(len(generation.features)):
-        q, x = generation.decoded[r]
+        q, x = generation.motion(r)
         skating.append(_metrics.foot_skating_ratio(canon.canonical_forward_kinematics(q, x)))
     pkg = model.package
     return {

@@ -74,7 +74,7 @@ class GenerateResult:
 
     def message(self) -> str:
         n = len(self.actions)
-        what = f"{n} action{'s' if n > 1 else ''}" if n > 1 else f"action '{self.actions[0].name}'"
+        what = f"{n} actions" if n > 1 else f"action '{self.actions[0].name}'"
         total = sum(self.timings.get(k, 0.0) for k in ("text", "sampling", "decoding", "writing"))
         return (f"Generated {what} on '{self.obj.name}': {self.frames} frames, "
                 f"{self.key_frames} keyframes ({self.keys:,} keys) with {self.model}, "
@@ -177,7 +177,8 @@ def sample(model: SmdmModel, req: GenerateRequest, frames: int, progress=None,
     gen = model.generate(req.prompt, frames, req.seed, steps=req.steps, guidance=req.guidance,
                          gamma=req.gamma, results=req.results, progress=progress, cancel=cancel)
     t0 = time.perf_counter()
-    gen.decoded = [gen.motion(r) for r in range(len(gen.features))]
+    for r in range(len(gen.features)):  # decoded here (timed), kept for apply()
+        gen.motion(r)
     gen.timings["decoding"] = time.perf_counter() - t0
     return gen
 
@@ -203,7 +204,7 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
     R = len(gen.features)
     with Rollback() as rb:
         for r in range(R):
-            q, x = gen.decoded[r] if getattr(gen, "decoded", None) else gen.motion(r)
+            q, x = gen.motion(r)
             name = action_name(gen.text, gen.seed, r, R)
             q, x = canon.resample(q, x, gen.fps, scene_fps) if abs(gen.fps - scene_fps) > 1e-6 \
                 else (q, x)

@@ -70,15 +70,17 @@ class Generation:
     model: str
     timings: dict = field(default_factory=dict)  # seconds: text, sampling, decoding
     foot_lock: bool = True
+    _decoded: dict = field(default_factory=dict, repr=False)
 
     def motion(self, r: int = 0, foot_lock: bool | None = None):
         """Result ``r`` as canonical motion: ``(local_quats (F, 21, 4), root_translation (F, 3))``,
         with planted feet held still (:func:`~..motion.footlock.lock_feet`) unless
-        ``foot_lock`` (default: the generation's setting) is False."""
-        q, x = _feat.features_to_motion(self.features[r])
-        if self.foot_lock if foot_lock is None else foot_lock:
-            q, x = _footlock.lock_feet(q, x)
-        return q, x
+        ``foot_lock`` (default: the generation's setting) is False. Decoded once, then kept."""
+        lock = self.foot_lock if foot_lock is None else bool(foot_lock)
+        if (r, lock) not in self._decoded:
+            q, x = _feat.features_to_motion(self.features[r])
+            self._decoded[(r, lock)] = _footlock.lock_feet(q, x) if lock else (q, x)
+        return self._decoded[(r, lock)]
 
     @property
     def frames(self) -> int:

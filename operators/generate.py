@@ -10,7 +10,6 @@ Headless (``blender --background``, scripts calling ``execute``) it blocks.
 from __future__ import annotations
 
 import threading
-import time
 
 import bpy
 from bpy.props import StringProperty
@@ -32,7 +31,6 @@ class Job:
         self.generation = None
         self.error = None
         self.cancelled = False
-        self.started = time.perf_counter()
         self.thread = threading.Thread(target=self._run, name="sparse-motion-generate",
                                        daemon=True)
 
@@ -57,10 +55,6 @@ class Job:
     def cancel(self):
         self._cancel.set()
         self.status = "cancelling"
-
-    @property
-    def cancelling(self) -> bool:
-        return self._cancel.is_set()
 
     @property
     def done(self) -> bool:
@@ -227,13 +221,14 @@ def _redraw(context):
 classes = (SPARSEMOTION_OT_generate_motion, SPARSEMOTION_OT_cancel_generation)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
 
 
 def unregister():
     if current_job is not None:
         current_job.cancel()
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -151,10 +151,7 @@ class TrainClips:
             if rng.random() >= cond_drop:
                 rows = self.caps[m][j]
                 text[b] = text_emb[rows[rng.integers(len(rows))]]
-        left = np.empty((B, N), dtype=np.int64)
-        w = np.empty((B, N), dtype=np.float32)
-        for b in range(B):
-            left[b], w[b] = core.interpolation(keys[b], N)
+        _, left, w = core.interpolation_batch(keys, N)
         return x0, text, keys, left, w
 
 
@@ -272,11 +269,9 @@ def export_onnx(torch, model, path: Path):
     model.eval()
     B, N, K = 2, 40, 8
     D = model.config.feature_dim
-    keys = np.stack([core.uniform_keys(N, K)] * B)
-    left, w = zip(*(core.interpolation(k, N) for k in keys))
+    keys, left, w = core.interpolation_batch([core.uniform_keys(N, K)] * B, N)
     example = (torch.randn(B, N, D), torch.tensor([10, 500]), torch.randn(B, model.config.text_dim),
-               torch.from_numpy(keys), torch.from_numpy(np.stack(left)),
-               torch.from_numpy(np.stack(w)))
+               torch.from_numpy(keys), torch.from_numpy(left), torch.from_numpy(w))
     batch = torch.export.Dim("batch", min=1, max=1024)
     frames = torch.export.Dim("frames", min=3, max=100000)
     nkeys = torch.export.Dim("keys", min=2, max=100000)
@@ -299,12 +294,11 @@ def parity(torch, model, path: Path, seed: int = 0) -> float:
     D, E = model.config.feature_dim, model.config.text_dim
     for B, N in ((1, 17), (2, 120), (3, 200), (1, 401)):
         K = core.key_count(N)
-        keys = np.stack([core.random_keys(N, K, rng) for _ in range(B)])
-        left, w = zip(*(core.interpolation(k, N) for k in keys))
+        keys, left, w = core.interpolation_batch([core.random_keys(N, K, rng) for _ in range(B)], N)
         feeds = {"x_t": rng.standard_normal((B, N, D)).astype(np.float32),
                  "t": rng.integers(0, core.TIMESTEPS, B).astype(np.int64),
                  "text": rng.standard_normal((B, E)).astype(np.float32),
-                 "key_idx": keys, "interp_left": np.stack(left), "interp_w": np.stack(w)}
+                 "key_idx": keys, "interp_left": left, "interp_w": w}
         with torch.no_grad():
             ref = model(*(torch.from_numpy(feeds[k]) for k in INPUT_NAMES)).numpy()
         got = sess.run(["x0"], feeds)[0]
