@@ -88,6 +88,10 @@ def generate_props():
     }
 
 
+#: The names of the Generate Motion settings (the scene keeps them as ``gen_<name>``).
+GENERATE_FIELDS = tuple(generate_props())
+
+
 def draw_generate_options(layout, owner, prefix=""):
     """Everything but the prompt and the target (``prefix``: "gen_" for the scene settings)."""
     for name in ("seconds", "seed", "results", "model", "guidance", "steps", "key_mode"):
@@ -114,13 +118,14 @@ class SPARSEMOTION_PG_settings(bpy.types.PropertyGroup):
 classes = (SPARSEMOTION_PG_settings,)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.sparse_motion = PointerProperty(type=SPARSEMOTION_PG_settings)
 
 
 def unregister():
     del bpy.types.Scene.sparse_motion
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -184,9 +184,11 @@ _MENUS = (("TOPBAR_MT_file_import", menu_import), ("TOPBAR_MT_file_export", menu
 classes = (SPARSEMOTION_OT_import_bvh, SPARSEMOTION_OT_export_bvh)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     for name, func in _MENUS:
         menu = getattr(bpy.types, name, None)
         if menu is not None:
@@ -198,5 +200,4 @@ def unregister():
         menu = getattr(bpy.types, name, None)
         if menu is not None:
             menu.remove(func)
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

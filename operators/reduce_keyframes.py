@@ -54,9 +54,11 @@ _MENUS = ("GRAPH_MT_key", "DOPESHEET_MT_key")
 classes = (SPARSEMOTION_OT_reduce_keyframes,)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     for name in _MENUS:
         menu = getattr(bpy.types, name, None)
         if menu is not None:
@@ -68,5 +70,4 @@ def unregister():
         menu = getattr(bpy.types, name, None)
         if menu is not None:
             menu.remove(menu_entry)
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -327,13 +327,14 @@ classes = (
 )
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Object.sparse_motion_retarget = PointerProperty(type=SPARSEMOTION_PG_retarget)
 
 
 def unregister():
     del bpy.types.Object.sparse_motion_retarget
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

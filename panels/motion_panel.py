@@ -2,29 +2,24 @@
 """The "Motion" tab of the 3D viewport's N-panel."""
 import bpy
 
-from ..properties import draw_generate_options
+from ..properties import GENERATE_FIELDS, draw_generate_options
 from ..operators.reduce_keyframes import SPARSEMOTION_OT_reduce_keyframes, active_action_problem
+from .tab import MAIN_PANEL, MotionTab
 
 
-class SPARSEMOTION_PT_main(bpy.types.Panel):
+class SPARSEMOTION_PT_main(MotionTab, bpy.types.Panel):
     bl_label = "Sparse Motion"
-    bl_idname = "SPARSEMOTION_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Motion"
+    bl_idname = MAIN_PANEL
 
     def draw(self, context):
         obj = context.active_object
         self.layout.label(text=obj.name if obj else "No active object", icon="ARMATURE_DATA")
 
 
-class SPARSEMOTION_PT_generate(bpy.types.Panel):
+class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
     bl_label = "Generate Motion"
     bl_idname = "SPARSEMOTION_PT_generate"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Motion"
-    bl_parent_id = "SPARSEMOTION_PT_main"
+    bl_parent_id = MAIN_PANEL
 
     def draw(self, context):
         from ..operators import generate as gen_op
@@ -56,21 +51,17 @@ class SPARSEMOTION_PT_generate(bpy.types.Panel):
         col.enabled = problem is None
         col.scale_y = 1.4
         op = col.operator(gen_op.SPARSEMOTION_OT_generate_motion.bl_idname, icon="ARMATURE_DATA")
-        for name in ("prompt", "seconds", "seed", "results", "model", "guidance", "steps",
-                     "key_mode", "key_percent", "handles", "frame_start"):
+        for name in GENERATE_FIELDS:
             setattr(op, name, getattr(settings, "gen_" + name))
         op.target = settings.gen_target.name if settings.gen_target else ""
         if problem:
             layout.label(text=problem, icon="INFO")
 
 
-class SPARSEMOTION_PT_reduce(bpy.types.Panel):
+class SPARSEMOTION_PT_reduce(MotionTab, bpy.types.Panel):
     bl_label = "Reduce Keyframes"
     bl_idname = "SPARSEMOTION_PT_reduce"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Motion"
-    bl_parent_id = "SPARSEMOTION_PT_main"
+    bl_parent_id = MAIN_PANEL
 
     def draw(self, context):
         layout = self.layout
@@ -95,11 +86,4 @@ class SPARSEMOTION_PT_reduce(bpy.types.Panel):
 classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_reduce)
 
 
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -8,15 +8,13 @@ from ..operators.retarget import (SPARSEMOTION_OT_retarget_action, SPARSEMOTION_
                                   retarget_problem)
 from ..properties import draw_reduce_options
 from ..retarget import conventions as cv
+from .tab import MAIN_PANEL, MotionTab
 
 
-class SPARSEMOTION_PT_retarget(bpy.types.Panel):
+class SPARSEMOTION_PT_retarget(MotionTab, bpy.types.Panel):
     bl_label = "Retarget"
     bl_idname = "SPARSEMOTION_PT_retarget"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Motion"
-    bl_parent_id = "SPARSEMOTION_PT_main"
+    bl_parent_id = MAIN_PANEL
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
@@ -84,11 +82,4 @@ class SPARSEMOTION_PT_retarget(bpy.types.Panel):
 classes = (SPARSEMOTION_PT_retarget,)
 
 
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)
