@@ -16,7 +16,7 @@ from bpy.props import StringProperty
 
 from ..errors import SparseMotionError
 from ..properties import draw_generate_options, generate_props
-from .reporting import poll_problem, run_and_report
+from .reporting import poll_problem, reports_user_errors, run_and_report
 
 
 class Job:
@@ -134,18 +134,15 @@ class SPARSEMOTION_OT_generate_motion(bpy.types.Operator):
 
         return run_and_report(self, lambda: generate(_request(self, context)))
 
+    @reports_user_errors
     def invoke(self, context, event):
         global current_job
         if bpy.app.background or context.window is None:
             return self.execute(context)
         from ..blender import generate as gen
 
-        try:
-            req = _request(self, context)
-            model, prompt, frames = gen.prepare(req)
-        except SparseMotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        req = _request(self, context)
+        model, prompt, frames = gen.prepare(req)
         req.prompt = prompt
         self._req = req
         current_job = Job(lambda progress, cancel: gen.sample(model, req, frames, progress,

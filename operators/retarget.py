@@ -11,8 +11,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        PointerProperty, StringProperty)
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from ..errors import SparseMotionError
-from .reporting import poll_problem, run_and_report
+from .reporting import poll_problem, reports_user_errors, run_and_report
 from ..properties import draw_reduce_options, reduce_props
 from ..retarget import conventions as cv
 
@@ -98,15 +97,12 @@ class SPARSEMOTION_OT_retarget_detect(bpy.types.Operator):
     def poll(cls, context):
         return poll_problem(cls, _armature_problem(context))
 
+    @reports_user_errors
     def execute(self, context):
         from ..blender.retarget import detect_object_mapping
 
         obj = context.active_object
-        try:
-            mapping = detect_object_mapping(obj)
-        except SparseMotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        mapping = detect_object_mapping(obj)
         store_mapping(obj, mapping)
         obj.sparse_motion_retarget.show_mapping = True
         _report_notes(self, mapping)
@@ -175,18 +171,15 @@ class SPARSEMOTION_OT_retarget_save(bpy.types.Operator, ExportHelper):
     def poll(cls, context):
         return poll_problem(cls, _armature_problem(context))
 
+    @reports_user_errors
     def execute(self, context):
         from ..blender.retarget import detect_object_mapping, stored_mapping
         from ..retarget.mapping import save_preset
 
         obj = context.active_object
-        try:
-            mapping = stored_mapping(obj) or detect_object_mapping(obj)
-            mapping.name = mapping.name or obj.name
-            save_preset(mapping, self.filepath)
-        except SparseMotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        mapping = stored_mapping(obj) or detect_object_mapping(obj)
+        mapping.name = mapping.name or obj.name
+        save_preset(mapping, self.filepath)
         self.report({"INFO"}, f"Saved the bone mapping of '{obj.name}'")
         return {"FINISHED"}
 
@@ -204,15 +197,12 @@ class SPARSEMOTION_OT_retarget_load(bpy.types.Operator, ImportHelper):
     def poll(cls, context):
         return poll_problem(cls, _armature_problem(context))
 
+    @reports_user_errors
     def execute(self, context):
         from ..retarget.mapping import load_preset
 
         obj = context.active_object
-        try:
-            mapping = load_preset(self.filepath)
-        except SparseMotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        mapping = load_preset(self.filepath)
         store_mapping(obj, mapping)
         obj.sparse_motion_retarget.show_mapping = True
         absent = [b for b in mapping.bones.values() if b and b not in obj.data.bones]
