@@ -222,6 +222,7 @@ def _write_given_keys(channels, columns, frames, settings):
     values (the keyframe engine's least-squares handles); constant columns get their two end
     keys. Returns a ReduceResult (errors not measured: NaN)."""
     from ..keyframes import bezier
+    from ..keyframes.reduce import constant_columns
     from .reduce import ReduceResult
 
     t0 = time.perf_counter()
@@ -230,8 +231,7 @@ def _write_given_keys(channels, columns, frames, settings):
     idx = np.unique(np.concatenate([np.clip(np.round(kf - frames[0]), 0, F - 1), [0, F - 1]]))
     idx = idx.astype(np.intp)
     V = np.stack([c[3] for c in columns], axis=1)
-    spread = V.max(axis=0) - V.min(axis=0)
-    constant = spread <= 1e-7 * np.maximum(np.abs(V).max(axis=0), 1.0)
+    constant = constant_columns(V)
     handles = settings.handles.lower()
     kv, hl, hr = bezier.fit(frames, V, idx, handles)
     kt = "FREE" if handles == "free" else "ALIGNED"

@@ -152,9 +152,7 @@ def plan_reduction(obj, settings: ReduceSettings) -> _Plan:
             f"F-curve {_curve_name(curves[c])} has an invalid value (NaN or infinite) at frame "
             f"{int(frames[t])}: fix or delete that key first"
         )
-    spread = values.max(axis=0) - values.min(axis=0)
-    scale = np.maximum(np.abs(values).max(axis=0), 1.0)
-    is_constant = spread <= 1e-7 * scale
+    is_constant = kf_reduce.constant_columns(values)
     moving = [i for i in range(len(curves)) if not is_constant[i]]
     constant = [i for i in range(len(curves)) if is_constant[i]]
     if not moving:

@@ -58,7 +58,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import bezier, continuity, metrics, vw
 
-__all__ = ["Reduction", "reduce_keys", "ProxyModel"]
+__all__ = ["Reduction", "reduce_keys", "ProxyModel", "constant_columns"]
 
 # Longest segment the programme considers, in average gaps (the optimum rarely needs more).
 SPAN_FACTOR = 2.0
@@ -1018,6 +1018,14 @@ def _count(T, n_keys, ratio):
     else:
         n = int(round(float(ratio) * T))
     return int(min(max(n, 2), T)) if T >= 2 else T
+
+
+def constant_columns(values, rtol: float = 1e-7) -> np.ndarray:
+    """Bool per column of ``values`` (T, C): the column never moves (its spread is at most
+    ``rtol`` of its largest magnitude, or of 1). Such curves need only their two end keys."""
+    values = np.asarray(values, dtype=np.float64)
+    spread = values.max(axis=0) - values.min(axis=0)
+    return spread <= rtol * np.maximum(np.abs(values).max(axis=0), 1.0)
 
 
 def reduce_keys(
