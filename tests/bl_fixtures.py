@@ -2,6 +2,8 @@
 """Scenes built by script for the Blender tests (no external files)."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 import bpy
@@ -27,15 +29,8 @@ def is_registered() -> bool:
 def ensure_registered() -> bool:
     """Register the extension unless it already is; True when this call registered it.
 
-    Test modules share one Blender session: use it from a module fixture and unregister only
-    what you registered, so modules can be collected together in any order::
-
-        @pytest.fixture(scope="module", autouse=True)
-        def addon():
-            registered = fx.ensure_registered()
-            yield
-            if registered:
-                fx.unregister()
+    Test modules share one Blender session: register through :func:`addon_registered`, which
+    unregisters only what it registered, so modules can be collected together in any order.
     """
     if is_registered():
         return False
@@ -46,6 +41,23 @@ def ensure_registered() -> bool:
 def unregister():
     if is_registered():
         sparse_motion.unregister()
+
+
+@contextlib.contextmanager
+def addon_registered():
+    """The extension registered for the block (a test module's fixture)::
+
+        @pytest.fixture(scope="module", autouse=True)
+        def addon():
+            with fx.addon_registered():
+                yield
+    """
+    registered = ensure_registered()
+    try:
+        yield
+    finally:
+        if registered:
+            unregister()
 
 
 def make_armature(name="Rig", n_bones=6, rotation_mode="QUATERNION", seed=0):

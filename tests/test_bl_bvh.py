@@ -23,10 +23,8 @@ SCALE = 0.01  # centimetres → metres
 
 @pytest.fixture(scope="module", autouse=True)
 def addon():
-    registered = fx.ensure_registered()
-    yield
-    if registered:
-        fx.unregister()
+    with fx.addon_registered():
+        yield
 
 
 # ---- BVH fixtures, written by script ------------------------------------------------------

@@ -27,10 +27,8 @@ def addon(tmp_path_factory):
     old = os.environ.get(registry.ENV_VAR)
     os.environ[registry.ENV_VAR] = str(models)
     registry.get_registry(refresh=True)
-    registered = fx.ensure_registered()
-    yield models
-    if registered:
-        fx.unregister()
+    with fx.addon_registered():
+        yield models
     gen.release_models()
     if old is None:
         os.environ.pop(registry.ENV_VAR, None)

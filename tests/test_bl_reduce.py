@@ -18,10 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module", autouse=True)
 def addon():
-    registered = fx.ensure_registered()
-    yield
-    if registered:
-        fx.unregister()
+    with fx.addon_registered():
+        yield
 
 
 @pytest.fixture

@@ -27,10 +27,8 @@ RESULTS = {}  # rig → max error (% of height), printed at the end (pytest -s)
 
 @pytest.fixture(scope="module", autouse=True)
 def addon():
-    registered = fx.ensure_registered()
-    yield
-    if registered:
-        fx.unregister()
+    with fx.addon_registered():
+        yield
     if RESULTS:
         print("\nretarget max error (% of height):",
               ", ".join(f"{k} {v:.3f}" for k, v in RESULTS.items()))
