@@ -102,6 +102,44 @@ def draw_generate_options(layout, owner, prefix=""):
     layout.prop(owner, prefix + "frame_start")
 
 
+VARIATION_METHODS = [
+    ("MOTIONDREAMER", "MotionDreamer", "Train a small model on the reference (about 1-3 minutes "
+     "the first time, cached afterwards) and sample from it: new combinations of its local "
+     "patterns. Needs PyTorch in Blender's Python"),
+    ("GENMM", "GenMM", "Generative motion matching: no training, instant; rearranges patches "
+     "of the reference"),
+]
+
+
+def variation_props():
+    """The Variations settings, shared by the operator and the scene settings."""
+    return {
+        "count": IntProperty(name="Count", description="How many variations (each a new action)",
+                             default=3, min=1, max=32),
+        "seconds": FloatProperty(name="Length (s)", description="Length of each variation in "
+                                 "seconds (0: as long as the reference)", default=0.0, min=0.0,
+                                 max=600.0, soft_max=60.0, step=50, precision=1),
+        "seed": IntProperty(name="Seed", description="Variation i uses seed + i; same seed, same "
+                            "settings: same variations", default=0, min=0),
+        "novelty": FloatProperty(name="Novelty", description="0: close to the reference (cooler "
+                                 "sampling, some of its own moments kept); 1: novel (hotter "
+                                 "sampling)", default=0.5, min=0.0, max=1.0, subtype="FACTOR"),
+        "method": EnumProperty(name="Method", items=VARIATION_METHODS, default="MOTIONDREAMER"),
+        "max_error": FloatProperty(name="Key Tolerance (cm)", description="Keys are placed so "
+                                   "that no joint is further than this from the dense variation",
+                                   default=1.0, min=0.01, max=100.0, soft_max=10.0),
+    }
+
+
+#: The names of the Variations settings (the scene keeps them as ``var_<name>``).
+VARIATION_FIELDS = tuple(variation_props())
+
+
+def draw_variation_options(layout, owner, prefix=""):
+    for name in ("method", "count", "seconds", "seed", "novelty", "max_error"):
+        layout.prop(owner, prefix + name)
+
+
 class SPARSEMOTION_PG_settings(bpy.types.PropertyGroup):
     __annotations__ = {
         **reduce_props(),
@@ -112,6 +150,10 @@ class SPARSEMOTION_PG_settings(bpy.types.PropertyGroup):
             name="Target", type=bpy.types.Object,
             description="Armature to animate (its bone mapping is used); empty: create the "
                         "canonical rig"),
+        **{f"var_{k}": v for k, v in variation_props().items()},
+        "var_action": PointerProperty(
+            name="Reference", type=bpy.types.Action,
+            description="The action to vary (empty: the one the active armature plays)"),
     }
 
 

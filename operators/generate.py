@@ -20,7 +20,7 @@ from .reporting import poll_problem, reports_user_errors, run_and_report
 
 
 class Job:
-    """One generation on a worker thread: ``progress`` (0..1), ``status``, ``cancel()``,
+    """One piece of model work (a generation, variations) on a worker thread: ``progress`` (0..1), ``status``, ``cancel()``,
     ``done``; afterwards ``generation`` or ``error`` (or ``cancelled``)."""
 
     def __init__(self, work):
@@ -31,7 +31,7 @@ class Job:
         self.generation = None
         self.error = None
         self.cancelled = False
-        self.thread = threading.Thread(target=self._run, name="sparse-motion-generate",
+        self.thread = threading.Thread(target=self._run, name="sparse-motion-worker",
                                        daemon=True)
 
     def start(self) -> "Job":
@@ -77,6 +77,10 @@ def generate_problem(context, prompt=None):
     """Why Generate Motion cannot run now (None: it can)."""
     if running():
         return "A motion is being generated: wait for it or cancel it"
+    from . import variations
+
+    if variations.running():
+        return "Variations are being made: wait for them or cancel"
     if context.mode not in ("OBJECT", "POSE"):
         return "Switch to Object or Pose Mode to generate motion"
     if prompt is not None and not prompt.strip():

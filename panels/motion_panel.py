@@ -2,7 +2,8 @@
 """The "Motion" tab of the 3D viewport's N-panel."""
 import bpy
 
-from ..properties import GENERATE_FIELDS, draw_generate_options
+from ..properties import (GENERATE_FIELDS, VARIATION_FIELDS, draw_generate_options,
+                          draw_variation_options)
 from ..operators.reduce_keyframes import SPARSEMOTION_OT_reduce_keyframes, active_action_problem
 from .tab import MAIN_PANEL, MotionTab
 
@@ -32,16 +33,9 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
         col.use_property_decorate = False
         col.prop(settings, "gen_target")
         draw_generate_options(col, settings, "gen_")
-        job = gen_op.current_job
         if gen_op.running():
-            row = layout.row(align=True)
-            text = f"{job.status} ({100 * job.progress:.0f} %)"
-            if hasattr(row, "progress"):  # Blender 4.0+
-                row.progress(factor=job.progress, type="BAR", text=text)
-            else:
-                row.label(text=text)
-            row.operator(gen_op.SPARSEMOTION_OT_cancel_generation.bl_idname, text="",
-                         icon="CANCEL")
+            draw_progress(layout, gen_op.current_job,
+                          gen_op.SPARSEMOTION_OT_cancel_generation.bl_idname)
             return
         problem = gen_op.generate_problem(context, settings.gen_prompt)
         if problem is None and settings.gen_target is not None \
@@ -54,6 +48,61 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
         for name in GENERATE_FIELDS:
             setattr(op, name, getattr(settings, "gen_" + name))
         op.target = settings.gen_target.name if settings.gen_target else ""
+        if problem:
+            layout.label(text=problem, icon="INFO")
+
+
+def draw_progress(layout, job, cancel_idname):
+    """A running job's progress bar (status, loss, time left) and its Cancel button."""
+    row = layout.row(align=True)
+    text = f"{job.status} ({100 * job.progress:.0f} %)"
+    if hasattr(row, "progress"):  # Blender 4.0+
+        row.progress(factor=job.progress, type="BAR", text=text)
+    else:
+        row.label(text=text)
+    row.operator(cancel_idname, text="", icon="CANCEL")
+
+
+class SPARSEMOTION_PT_variations(MotionTab, bpy.types.Panel):
+    bl_label = "Variations"
+    bl_idname = "SPARSEMOTION_PT_variations"
+    bl_parent_id = MAIN_PANEL
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        from ..operators import variations as var_op
+
+        layout = self.layout
+        settings = context.scene.sparse_motion
+        col = layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        obj = context.active_object
+        playing = None
+        if obj is not None and obj.animation_data is not None:
+            playing = obj.animation_data.action
+        col.prop(settings, "var_action",
+                 text="Reference" if settings.var_action else
+                 f"Reference ({playing.name})" if playing else "Reference")
+        draw_variation_options(col, settings, "var_")
+        if var_op.running():
+            draw_progress(layout, var_op.current_job,
+                          var_op.SPARSEMOTION_OT_cancel_variations.bl_idname)
+            return
+        problem = var_op.variations_problem(context)
+        if problem is None and settings.var_action is None and playing is None:
+            problem = f"'{obj.name}' plays no action: pick a reference action"
+        from ..blender.variations import torch_available
+
+        if problem is None and settings.var_method == "MOTIONDREAMER" and not torch_available():
+            problem = "MotionDreamer needs PyTorch in Blender's Python: choose GenMM"
+        col = layout.column()
+        col.enabled = problem is None
+        col.scale_y = 1.4
+        op = col.operator(var_op.SPARSEMOTION_OT_make_variations.bl_idname, icon="MOD_WAVE")
+        for name in VARIATION_FIELDS:
+            setattr(op, name, getattr(settings, "var_" + name))
+        op.action = settings.var_action.name if settings.var_action else ""
         if problem:
             layout.label(text=problem, icon="INFO")
 
@@ -83,7 +132,8 @@ class SPARSEMOTION_PT_reduce(MotionTab, bpy.types.Panel):
             layout.label(text=problem, icon="INFO")
 
 
-classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_reduce)
+classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_variations,
+           SPARSEMOTION_PT_reduce)
 
 
 register, unregister = bpy.utils.register_classes_factory(classes)

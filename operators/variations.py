@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Make Variations: the operator (modal; training and sampling on a worker thread) and Cancel.
+
+Invoked from the UI, the reference is read and checked at once (a problem is reported and
+nothing changes); the model trains (or comes from the cache) and samples on a worker thread
+while a timer shows progress, the loss and the time left in the panel and the window's
+progress indicator; Esc or the panel's Cancel button stops it between two training steps. The
+variations are written on the main thread when the work is done: one undo step. Headless
+(``blender --background``, scripts calling ``execute``) it blocks.
+"""
+from __future__ import annotations
+
+import bpy
+from bpy.props import StringProperty
+
+from ..errors import SparseMotionError
+from ..properties import draw_variation_options, variation_props
+from . import generate as gen_op
+from .generate import Job, _redraw
+from .reporting import poll_problem, reports_user_errors, run_and_report
+
+#: The running variations job (one at a time), read by the panel.
+current_job: Job | None = None
+
+
+def running() -> bool:
+    return current_job is not None and not current_job.done
+
+
+def variations_problem(context):
+    """Why Make Variations cannot run now (None: it can)."""
+    if running():
+        return "Variations are being made: wait for them or cancel"
+    if gen_op.running():
+        return "A motion is being generated: wait for it or cancel it"
+    if context.mode not in ("OBJECT", "POSE"):
+        return "Switch to Object or Pose Mode to make variations"
+    obj = context.active_object
+    if obj is None:
+        return "Select the armature whose action to vary"
+    if obj.type != "ARMATURE":
+        return f"'{obj.name}' is not an armature: select the armature whose action to vary"
+    return None
+
+
+def _request(op, context):
+    from ..blender.variations import VariationRequest
+    from .. import preferences
+
+    action = None
+    if op.action:
+        action = bpy.data.actions.get(op.action)
+        if action is None:
+            raise SparseMotionError(f"No action named '{op.action}'")
+    prefs = preferences.get(context)
+    return VariationRequest(
+        obj=context.active_object, action=action, count=op.count, seconds=op.seconds,
+        seed=op.seed, novelty=op.novelty, method=op.method, max_error_cm=op.max_error,
+        threads=int(getattr(prefs, "threads", 0) or 0))
+
+
+class SPARSEMOTION_OT_make_variations(bpy.types.Operator):
+    """Make new actions that vary the reference action (its style, not a copy), written as sparse keys"""
+
+    bl_idname = "sparse_motion.make_variations"
+    bl_label = "Make Variations"
+    bl_options = {"REGISTER", "UNDO"}
+
+    __annotations__ = {
+        **variation_props(),
+        "action": StringProperty(name="Reference", description="Name of the action to vary "
+                                 "(empty: the one the active armature plays)", default=""),
+    }
+
+    @classmethod
+    def poll(cls, context):
+        return poll_problem(cls, variations_problem(context))
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop_search(self, "action", bpy.data, "actions")
+        draw_variation_options(layout, self)
+
+    def execute(self, context):
+        from ..blender.variations import make_variations
+
+        return run_and_report(self, lambda: make_variations(_request(self, context)))
+
+    @reports_user_errors
+    def invoke(self, context, event):
+        global current_job
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        from ..blender import variations as var
+
+        plan = var.prepare(_request(self, context))
+        self._plan = plan
+        current_job = Job(lambda progress, cancel: var.compute(plan, progress, cancel)).start()
+        self._job = current_job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.progress_begin(0, 100)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _finish(self, context):
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        _redraw(context)
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        context.window_manager.progress_update(int(100 * job.progress))
+        _redraw(context)
+        if not job.done:
+            return {"RUNNING_MODAL"}
+        self._finish(context)
+        if job.cancelled:
+            self.report({"INFO"}, "Variations cancelled: nothing was changed")
+            return {"CANCELLED"}
+        if job.error is not None:
+            if isinstance(job.error, SparseMotionError):
+                self.report({"ERROR"}, str(job.error))
+            else:
+                self.report({"ERROR"}, f"Variations failed: {type(job.error).__name__}: "
+                                       f"{job.error}")
+            return {"CANCELLED"}
+        from ..blender.variations import apply
+
+        return run_and_report(self, lambda: apply(self._plan, job.generation))
+
+    def cancel(self, context):  # Blender is closing the window while the job runs
+        self._job.cancel()
+        self._finish(context)
+
+
+class SPARSEMOTION_OT_cancel_variations(bpy.types.Operator):
+    """Stop making variations (nothing is written; a model being trained is not kept)"""
+
+    bl_idname = "sparse_motion.cancel_variations"
+    bl_label = "Cancel"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        return poll_problem(cls, None if running() else "No variations are being made")
+
+    def execute(self, context):
+        current_job.cancel()
+        return {"FINISHED"}
+
+
+classes = (SPARSEMOTION_OT_make_variations, SPARSEMOTION_OT_cancel_variations)
+
+
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def register():
+    _register_classes()
+
+
+def unregister():
+    if current_job is not None:
+        current_job.cancel()
+    _unregister_classes()
