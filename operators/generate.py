@@ -20,8 +20,9 @@ from .reporting import poll_problem, reports_user_errors, run_and_report
 
 
 class Job:
-    """One piece of model work (a generation, variations) on a worker thread: ``progress`` (0..1), ``status``, ``cancel()``,
-    ``done``; afterwards ``generation`` or ``error`` (or ``cancelled``)."""
+    """One piece of model work (a generation, variations) on a worker thread: ``progress``
+    (0..1), ``status``, ``cancel()``, ``done``; afterwards its result in ``generation``, or
+    ``error`` (or ``cancelled``)."""
 
     def __init__(self, work):
         self._work = work
