@@ -2,7 +2,9 @@
 """Batch generation, the Blender half: one item of a prompts file → files + a manifest entry.
 
 :func:`run_item` starts from an empty scene (or the item's target ``.blend``), generates the
-item's motions with :mod:`.generate` (the model stays loaded between items), and writes
+item's motions with :mod:`.generate` (the model stays loaded between items) — or, for an item
+with a ``reference`` (a BVH or an armature in a .blend), makes ``count`` variations of it with
+:mod:`.variations` — and writes
 ``<out>/<id>/<id>.blend`` and one ``.bvh`` / ``.fbx`` per result. It returns the manifest
 entry; any error is raised (the caller records it and goes on).
 """
@@ -40,6 +42,78 @@ def _open_target(spec: str):
     return arms[0]
 
 
+def open_reference(spec: str):
+    """``FILE.bvh`` (imported onto a new armature), ``FILE.blend``, ``FILE.blend::Object`` or
+    ``FILE.blend::Object::Action`` → (armature, action or None: the one it plays)."""
+    path, _, rest = spec.partition("::")
+    obj_name, _, action_name = rest.partition("::")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"reference file not found: {path}")
+    if p.suffix.lower() == ".bvh":
+        if rest:
+            raise InputError(f"{spec}: a BVH reference takes no ::Object or ::Action")
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        return bvh_io.import_bvh(str(p.resolve()), name=p.stem), None
+    if p.suffix.lower() != ".blend":
+        raise InputError(f"{path}: give a .blend or a .bvh file as the reference")
+    obj = _open_target(f"{path}::{obj_name}" if obj_name else path)
+    action = None
+    if action_name:
+        action = bpy.data.actions.get(action_name)
+        if action is None:
+            raise InputError(f"no action '{action_name}' in {path}")
+    return obj, action
+
+
+def _write_files(obj, made, folder: Path, item_id: str, formats) -> list:
+    """The .blend, and a .bvh / .fbx per action of ``made``; the last action plays."""
+    files = []
+    if "blend" in formats:
+        path = folder / f"{item_id}.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False,
+                                    compress=False)
+        files.append(path)
+    for r, action in enumerate(made):
+        stem = item_id if len(made) == 1 else f"{item_id}-{r + 1}"
+        if "bvh" in formats:
+            actions.play(obj, action)
+            path = folder / f"{stem}.bvh"
+            bvh_io.export_bvh(obj, str(path.resolve()), scale=100.0)
+            files.append(path)
+        if "fbx" in formats:
+            path = folder / f"{stem}.fbx"
+            _export_fbx(obj, action, path.resolve())
+            files.append(path)
+    actions.play(obj, made[-1])
+    return files
+
+
+def _run_variations(item, out_dir: Path, formats, threads: int, t0: float) -> dict:
+    """A reference item: ``count`` variations of the reference action (blender/variations)."""
+    from . import variations as var
+
+    obj, action = open_reference(item.reference)
+    req = var.VariationRequest(obj=obj, action=action, count=item.count, seconds=item.seconds,
+                               seed=item.seed, novelty=item.novelty, method=item.method.upper(),
+                               threads=threads)
+    result = var.make_variations(req)
+    folder = out_dir / item.id
+    folder.mkdir(parents=True, exist_ok=True)
+    files = _write_files(obj, result.actions, folder, item.id, formats)
+    return {
+        "status": "ok", "prompt": item.prompt, "reference": item.reference,
+        "method": item.method, "novelty": item.novelty, "seed": item.seed,
+        "count": item.count, "seconds": item.seconds, "frames": result.frames,
+        "trained": result.trained, "actions": [a.name for a in result.actions],
+        "files": [str(p.relative_to(out_dir)) for p in files],
+        "metrics": {"keys": result.keys},
+        "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
+                    "item": round(time.perf_counter() - t0, 4)},
+        "warnings": list(result.warnings),
+    }
+
+
 def _export_fbx(obj, action, path: Path):
     import addon_utils
 
@@ -58,8 +132,7 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
     """Generate one :class:`~..pipeline.batch.BatchItem`; returns its manifest entry."""
     t0 = time.perf_counter()
     if item.reference:
-        raise InputError("reference actions (variations) are not available yet: remove the "
-                         "'reference' value")
+        return _run_variations(item, out_dir, formats, threads, t0)
     target = None
     if item.target:
         target = _open_target(item.target)
@@ -84,25 +157,7 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
     result = gen.apply(generation, req)
     folder = out_dir / item.id
     folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    if "blend" in formats:
-        path = folder / f"{item.id}.blend"
-        bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False,
-                                    compress=False)
-        files.append(path)
-    last = result.actions[-1]
-    for r, action in enumerate(result.actions):
-        stem = item.id if len(result.actions) == 1 else f"{item.id}-{r + 1}"
-        if "bvh" in formats:
-            actions.play(result.obj, action)
-            path = folder / f"{stem}.bvh"
-            bvh_io.export_bvh(result.obj, str(path.resolve()), scale=100.0)
-            files.append(path)
-        if "fbx" in formats:
-            path = folder / f"{stem}.fbx"
-            _export_fbx(result.obj, action, path.resolve())
-            files.append(path)
-    actions.play(result.obj, last)
+    files = _write_files(result.obj, result.actions, folder, item.id, formats)
     skating = []
     for r in range(len(generation.features)):
         q, x = generation.motion(r)

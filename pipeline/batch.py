@@ -33,7 +33,8 @@ __all__ = ["BatchItem", "Defaults", "PromptsError", "read_prompts", "parse_promp
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _KNOWN = {"id", "prompt", "seconds", "length", "seed", "model", "count", "steps", "guidance",
-          "keys", "target", "mapping", "reference"}
+          "keys", "target", "mapping", "reference", "method", "novelty"}
+VARIATION_METHODS = ("motiondreamer", "genmm")
 
 
 class PromptsError(InputError):
@@ -66,7 +67,9 @@ class BatchItem:
     keys: str = "model"
     target: str = ""
     mapping: str = ""
-    reference: str = ""
+    reference: str = ""  # FILE.bvh or FILE.blend[::Object[::Action]]: variations of it
+    method: str = "motiondreamer"  # with a reference: motiondreamer or genmm
+    novelty: float = 0.5  # with a reference: 0 close … 1 novel
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,8 +98,10 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
         raise PromptsError(f"{where}: unknown column(s) {', '.join(unknown)} (known: "
                            f"{', '.join(sorted(_KNOWN))})")
     prompt = str(raw.get("prompt") or "").strip()
-    if not prompt:
-        raise PromptsError(f"{where}: the prompt is empty")
+    reference = str(raw.get("reference") or "").strip()
+    if not prompt and not reference:
+        raise PromptsError(f"{where}: the prompt is empty (give a prompt, or a reference to "
+                           "make variations of)")
     def get(name, alt=None):
         v = raw.get(name)
         if (v is None or str(v).strip() == "") and alt:
@@ -109,7 +114,8 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
     guidance = get("guidance")
     item = BatchItem(
         index=index, line=line, id="", prompt=prompt,
-        seconds=_number(seconds, float, where, "seconds") if seconds is not None else d.seconds,
+        seconds=_number(seconds, float, where, "seconds") if seconds is not None
+        else (0.0 if reference else d.seconds),
         seed=_number(seed, int, where, "seed") if seed is not None else d.seed + index,
         model=str(get("model") or d.model), count=_number(count, int, where, "count")
         if count is not None else d.count,
@@ -117,14 +123,23 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
         guidance=_number(guidance, float, where, "guidance") if guidance is not None
         else d.guidance,
         keys=str(get("keys") or d.keys), target=str(get("target") or ""),
-        mapping=str(get("mapping") or ""), reference=str(get("reference") or ""))
+        mapping=str(get("mapping") or ""), reference=reference,
+        method=str(get("method") or "motiondreamer").strip().lower(),
+        novelty=_number(get("novelty"), float, where, "novelty") if get("novelty") is not None
+        else 0.5)
+    if item.method not in VARIATION_METHODS:
+        raise PromptsError(f"{where}: method must be one of {', '.join(VARIATION_METHODS)}, got "
+                           f"{item.method!r}")
+    if not 0.0 <= item.novelty <= 1.0:
+        raise PromptsError(f"{where}: novelty must be between 0 and 1, got {item.novelty}")
     if item.count < 1 or item.count > 16:
         raise PromptsError(f"{where}: count must be between 1 and 16, got {item.count}")
     if item.keys != "model":
         pct = _number(item.keys, float, where, "keys (model or a percentage)")
         if not 0 < pct <= 100:
             raise PromptsError(f"{where}: keys must be 'model' or a percentage in (0, 100]")
-    item.id = str(get("id") or f"{index + 1:04d}-{slug(prompt)}")
+    name = prompt or Path(reference.partition("::")[0]).stem + "-variations"
+    item.id = str(get("id") or f"{index + 1:04d}-{slug(name)}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", item.id):
         raise PromptsError(f"{where}: id {item.id!r} may only use letters, digits, . _ -")
     return item
@@ -155,8 +170,10 @@ def parse_prompts(text: str, name: str = "prompts", fmt: str | None = None,
             items.append(_item(raw, len(items), k + 1, where, d))
     elif fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "prompt" not in [f.strip() for f in reader.fieldnames]:
-            raise PromptsError(f"{name}, line 1: the CSV header needs a 'prompt' column")
+        if not reader.fieldnames or not {"prompt", "reference"} & {f.strip()
+                                                                   for f in reader.fieldnames}:
+            raise PromptsError(f"{name}, line 1: the CSV header needs a 'prompt' (or "
+                               "'reference') column")
         reader.fieldnames = [f.strip() for f in reader.fieldnames]
         for raw in reader:
             where = f"{name}, line {reader.line_num}"

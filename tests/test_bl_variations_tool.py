@@ -64,3 +64,26 @@ def test_bad_reference_is_reported(scene_file, tmp_path, spec, words):
     r = run(spec, "--method", "genmm", "--out", str(tmp_path / "out"))
     assert r.returncode == 1 and words in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_batch_items_with_a_reference(scene_file, tmp_path):
+    """tools/batch_generate.py: reference rows make variations; a bad one is recorded."""
+    import json
+
+    csv = tmp_path / "items.csv"
+    csv.write_text("id,prompt,reference,seconds,seed,count,method\n"
+                   f"walk-bvh,,{scene_file / 'walk.bvh'},2,3,2,genmm\n"
+                   f"walk-blend,,{scene_file / 'rig.blend'}::VarRig::RefWalk,,5,1,genmm\n"
+                   f"missing,,{tmp_path / 'nope.bvh'},,1,1,genmm\n")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "batch_generate.py"), str(csv),
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    items = json.loads((out / "manifest.json").read_text())["items"]
+    a, b, c = items["walk-bvh"], items["walk-blend"], items["missing"]
+    assert a["status"] == "ok" and a["method"] == "genmm" and a["frames"] == 60
+    assert a["files"] == ["walk-bvh/walk-bvh.blend", "walk-bvh/walk-bvh-1.bvh",
+                          "walk-bvh/walk-bvh-2.bvh"]
+    assert bvh_mod.read((out / a["files"][1]).read_bytes()).num_frames == 60
+    assert b["status"] == "ok" and b["actions"] == ["RefWalk var 5"] and b["frames"] == 90
+    assert c["status"] == "failed" and "reference file not found" in c["error"]

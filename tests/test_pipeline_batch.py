@@ -29,10 +29,31 @@ def test_per_item_values():
         "wave", 6.5, 7, 3, "10", "smdm-x")
 
 
+def test_reference_items_make_variations():
+    csv = ("id,prompt,reference,seconds,seed,count,method,novelty\n"
+           ",,takes/walk.bvh,,3,4,genmm,0.2\n"
+           "crowd,,scene.blend::Rig::Idle,12,,2,,\n")
+    a, b = pb.parse_prompts(csv, "p.csv", defaults=pb.Defaults(seconds=5, seed=10))
+    assert (a.id, a.prompt, a.reference, a.seconds, a.seed, a.count, a.method, a.novelty) == (
+        "0001-walk-variations", "", "takes/walk.bvh", 0.0, 3, 4, "genmm", 0.2)
+    assert (b.id, b.seconds, b.seed, b.method, b.novelty) == ("crowd", 12.0, 11,
+                                                              "motiondreamer", 0.5)
+    (c,) = pb.parse_prompts('[{"reference": "a.bvh"}]', "p.json")
+    assert c.reference == "a.bvh" and c.seconds == 0.0
+    for bad, words in (("prompt,reference,method\n,a.bvh,magic\n", "method must be one of"),
+                       ("prompt,reference,novelty\n,a.bvh,2\n", "novelty must be between"),
+                       ("prompt,reference\n,\n,a.bvh\n", None)):
+        if words is None:
+            assert len(pb.parse_prompts(bad, "p.csv")) == 1
+            continue
+        with pytest.raises(pb.PromptsError, match=words):
+            pb.parse_prompts(bad, "p.csv")
+
+
 @pytest.mark.parametrize("text, name, words", [
     ("prompt,seconds\nwalk,abc\n", "p.csv", "p.csv, line 2: seconds must be a number"),
     ("prompt,speed\nwalk,3\n", "p.csv", "p.csv, line 2: unknown column(s) speed"),
-    ("seconds\n4\n", "p.csv", "line 1: the CSV header needs a 'prompt' column"),
+    ("seconds\n4\n", "p.csv", "line 1: the CSV header needs a 'prompt' (or 'reference') column"),
     ("prompt\nwalk\n\"\"\n", "p.csv", None),  # an empty row is skipped
     ("prompt,seed\nwalk,1\n,2\n", "p.csv", "line 3: the prompt is empty"),
     ('[{"prompt": "walk"}, {"prompt": "run", "count": 40}]', "p.json",

@@ -5,8 +5,9 @@
   blender --background --python tools/batch_generate.py -- PROMPTS --out DIR [options]
 
 PROMPTS: .txt (one prompt a line), .csv (header with 'prompt' and any of seconds, seed, model,
-count, steps, guidance, keys, target, mapping, id) or .json (a list of such objects); see
-pipeline/batch.py. Per item: DIR/<id>/<id>.blend, <id>[-k].bvh / .fbx, and an entry in
+count, steps, guidance, keys, target, mapping, id; or 'reference' (a .bvh or FILE.blend[::Object
+[::Action]]) with method and novelty for variations of that action) or .json (a list of such
+objects); see pipeline/batch.py. Per item: DIR/<id>/<id>.blend, <id>[-k].bvh / .fbx, and an entry in
 DIR/manifest.json (files, seed, model version, timings, metrics, or the error).
 
   --formats blend,bvh,fbx   what to write per item (default blend,bvh)

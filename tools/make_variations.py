@@ -27,41 +27,8 @@ import bpy  # noqa: E402
 
 from sparse_motion.blender import actions, bvh_io  # noqa: E402
 from sparse_motion.blender import variations as var  # noqa: E402
-from sparse_motion.errors import InputError  # noqa: E402
+from sparse_motion.blender.batch import open_reference  # noqa: E402
 from sparse_motion.pipeline.batch import slug  # noqa: E402
-
-
-def open_reference(spec: str):
-    """``FILE.bvh``, ``FILE.blend``, ``FILE.blend::Object`` or ``FILE.blend::Object::Action``
-    → (armature, action or None)."""
-    path, _, rest = spec.partition("::")
-    obj_name, _, action_name = rest.partition("::")
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"reference file not found: {path}")
-    if p.suffix.lower() == ".bvh":
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        obj = bvh_io.import_bvh(str(p.resolve()), name=p.stem)
-        return obj, None
-    if p.suffix.lower() != ".blend":
-        raise InputError(f"{path}: give a .blend or a .bvh file")
-    bpy.ops.wm.open_mainfile(filepath=str(p.resolve()), load_ui=False)
-    if obj_name:
-        obj = bpy.data.objects.get(obj_name)
-        if obj is None:
-            raise InputError(f"no object '{obj_name}' in {path}")
-    else:
-        arms = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
-        if len(arms) != 1:
-            raise InputError(f"{path} has {len(arms)} armatures in its scene: name one as "
-                             f"{path}::Object")
-        obj = arms[0]
-    action = None
-    if action_name:
-        action = bpy.data.actions.get(action_name)
-        if action is None:
-            raise InputError(f"no action '{action_name}' in {path}")
-    return obj, action
 
 
 def main(argv):
