@@ -9,61 +9,13 @@ Headless (``blender --background``, scripts calling ``execute``) it blocks.
 """
 from __future__ import annotations
 
-import threading
-
 import bpy
 from bpy.props import StringProperty
 
 from ..errors import SparseMotionError
 from ..properties import draw_generate_options, generate_props
+from .jobs import Job, JobOperator
 from .reporting import poll_problem, reports_user_errors, run_and_report
-
-
-class Job:
-    """One piece of model work (a generation, variations) on a worker thread: ``progress``
-    (0..1), ``status``, ``cancel()``, ``done``; afterwards its result in ``generation``, or
-    ``error`` (or ``cancelled``)."""
-
-    def __init__(self, work):
-        self._work = work
-        self._cancel = threading.Event()
-        self.progress = 0.0
-        self.status = "starting"
-        self.generation = None
-        self.error = None
-        self.cancelled = False
-        self.thread = threading.Thread(target=self._run, name="sparse-motion-worker",
-                                       daemon=True)
-
-    def start(self) -> "Job":
-        self.thread.start()
-        return self
-
-    def _progress(self, fraction, status):
-        self.progress = float(fraction)
-        self.status = status
-
-    def _run(self):
-        from ..inference.smdm import Cancelled
-
-        try:
-            self.generation = self._work(self._progress, self._cancel.is_set)
-        except Cancelled:
-            self.cancelled = True
-        except BaseException as exc:  # reported on the main thread
-            self.error = exc
-
-    def cancel(self):
-        self._cancel.set()
-        self.status = "cancelling"
-
-    @property
-    def done(self) -> bool:
-        return not self.thread.is_alive()
-
-    def wait(self, timeout=None):
-        self.thread.join(timeout)
-        return self.done
 
 
 #: The running generation (one at a time), read by the panel.
@@ -111,12 +63,13 @@ def _request(op, context):
         threads=int(getattr(prefs, "threads", 0) or 0))
 
 
-class SPARSEMOTION_OT_generate_motion(bpy.types.Operator):
+class SPARSEMOTION_OT_generate_motion(JobOperator, bpy.types.Operator):
     """Generate a motion from the prompt with the text-to-motion model and write it as sparse keys (a new action)"""
 
     bl_idname = "sparse_motion.generate_motion"
     bl_label = "Generate Motion"
     bl_options = {"REGISTER", "UNDO"}
+    job_label = "Generation"
 
     __annotations__ = {
         **generate_props(),
@@ -149,50 +102,10 @@ class SPARSEMOTION_OT_generate_motion(bpy.types.Operator):
         req = _request(self, context)
         model, prompt, frames = gen.prepare(req)
         req.prompt = prompt
-        self._req = req
-        current_job = Job(lambda progress, cancel: gen.sample(model, req, frames, progress,
-                                                              cancel)).start()
-        self._job = current_job
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.progress_begin(0, 100)
-        wm.modal_handler_add(self)
+        current_job = self.start_job(
+            context, lambda progress, cancel: gen.sample(model, req, frames, progress, cancel),
+            lambda generation: gen.apply(generation, req))
         return {"RUNNING_MODAL"}
-
-    def _finish(self, context):
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-        _redraw(context)
-
-    def modal(self, context, event):
-        job = self._job
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        context.window_manager.progress_update(int(100 * job.progress))
-        _redraw(context)
-        if not job.done:
-            return {"RUNNING_MODAL"}
-        self._finish(context)
-        if job.cancelled:
-            self.report({"INFO"}, "Generation cancelled: nothing was changed")
-            return {"CANCELLED"}
-        if job.error is not None:
-            if isinstance(job.error, SparseMotionError):
-                self.report({"ERROR"}, str(job.error))
-            else:
-                self.report({"ERROR"}, f"Generation failed: {type(job.error).__name__}: "
-                                       f"{job.error}")
-            return {"CANCELLED"}
-        from ..blender.generate import apply
-
-        return run_and_report(self, lambda: apply(job.generation, self._req))
-
-    def cancel(self, context):  # Blender is closing the window while the job runs
-        self._job.cancel()
-        self._finish(context)
 
 
 class SPARSEMOTION_OT_cancel_generation(bpy.types.Operator):
@@ -209,15 +122,6 @@ class SPARSEMOTION_OT_cancel_generation(bpy.types.Operator):
     def execute(self, context):
         current_job.cancel()
         return {"FINISHED"}
-
-
-def _redraw(context):
-    screen = context.screen
-    if screen is None:
-        return
-    for area in screen.areas:
-        if area.type == "VIEW_3D":
-            area.tag_redraw()
 
 
 classes = (SPARSEMOTION_OT_generate_motion, SPARSEMOTION_OT_cancel_generation)

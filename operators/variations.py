@@ -16,7 +16,7 @@ from bpy.props import StringProperty
 from ..errors import SparseMotionError
 from ..properties import draw_variation_options, variation_props
 from . import generate as gen_op
-from .generate import Job, _redraw
+from .jobs import Job, JobOperator
 from .reporting import poll_problem, reports_user_errors, run_and_report
 
 #: The running variations job (one at a time), read by the panel.
@@ -59,12 +59,13 @@ def _request(op, context):
         threads=int(getattr(prefs, "threads", 0) or 0))
 
 
-class SPARSEMOTION_OT_make_variations(bpy.types.Operator):
+class SPARSEMOTION_OT_make_variations(JobOperator, bpy.types.Operator):
     """Make new actions that vary the reference action (its style, not a copy), written as sparse keys"""
 
     bl_idname = "sparse_motion.make_variations"
     bl_label = "Make Variations"
     bl_options = {"REGISTER", "UNDO"}
+    job_label = "Variations"
 
     __annotations__ = {
         **variation_props(),
@@ -95,49 +96,10 @@ class SPARSEMOTION_OT_make_variations(bpy.types.Operator):
         from ..blender import variations as var
 
         plan = var.prepare(_request(self, context))
-        self._plan = plan
-        current_job = Job(lambda progress, cancel: var.compute(plan, progress, cancel)).start()
-        self._job = current_job
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.progress_begin(0, 100)
-        wm.modal_handler_add(self)
+        current_job = self.start_job(
+            context, lambda progress, cancel: var.compute(plan, progress, cancel),
+            lambda computed: var.apply(plan, computed))
         return {"RUNNING_MODAL"}
-
-    def _finish(self, context):
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-        _redraw(context)
-
-    def modal(self, context, event):
-        job = self._job
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        context.window_manager.progress_update(int(100 * job.progress))
-        _redraw(context)
-        if not job.done:
-            return {"RUNNING_MODAL"}
-        self._finish(context)
-        if job.cancelled:
-            self.report({"INFO"}, "Variations cancelled: nothing was changed")
-            return {"CANCELLED"}
-        if job.error is not None:
-            if isinstance(job.error, SparseMotionError):
-                self.report({"ERROR"}, str(job.error))
-            else:
-                self.report({"ERROR"}, f"Variations failed: {type(job.error).__name__}: "
-                                       f"{job.error}")
-            return {"CANCELLED"}
-        from ..blender.variations import apply
-
-        return run_and_report(self, lambda: apply(self._plan, job.generation))
-
-    def cancel(self, context):  # Blender is closing the window while the job runs
-        self._job.cancel()
-        self._finish(context)
 
 
 class SPARSEMOTION_OT_cancel_variations(bpy.types.Operator):

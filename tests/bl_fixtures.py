@@ -188,3 +188,49 @@ def snapshot():
 def curve_keys(obj):
     chans = actions.channels_for(obj)
     return {(fc.data_path, fc.array_index): fcurve_io.key_frames(fc) for fc in chans.fcurves}
+
+
+class FakeLayout:
+    """Records what a panel's draw() asks for (panels cannot draw without a window)."""
+
+    def __init__(self, log):
+        self.log = log
+        self.use_property_split = self.use_property_decorate = False
+        self.enabled = True
+        self.scale_y = 1.0
+
+    def _child(self, *args, **kwargs):
+        return type(self)(self.log)
+
+    row = column = box = _child
+
+    def prop(self, data, name, **kwargs):
+        assert hasattr(data, name), name
+        self.log.append(("prop", name))
+
+    def prop_search(self, data, name, search_data, search_name, **kwargs):
+        assert hasattr(data, name) and hasattr(search_data, search_name), name
+        self.log.append(("prop_search", getattr(data, name)))
+
+    def operator(self, idname, **kwargs):
+        self.log.append(("operator", idname))
+        return type("Props", (), {})()
+
+    def operator_menu_enum(self, idname, prop, **kwargs):
+        self.log.append(("menu", idname))
+
+    def label(self, text="", **kwargs):
+        self.log.append(("label", text))
+
+    def progress(self, factor=0.0, type="BAR", text=""):
+        self.log.append(("progress", text))
+
+    def separator(self, **kwargs):
+        pass
+
+
+def draw_panel(panel_cls, context=None) -> list:
+    """What ``panel_cls.draw`` puts in its layout: [(kind, value)] (see :class:`FakeLayout`)."""
+    log = []
+    panel_cls.draw(type("P", (), {"layout": FakeLayout(log)})(), context or bpy.context)
+    return log

@@ -225,26 +225,10 @@ def test_panel_explains_why_generate_is_disabled():
 
 
 def test_panel_shows_settings_reason_and_progress():
-    from test_bl_retarget import _FakeLayout
     from sparse_motion.panels.motion_panel import SPARSEMOTION_PT_generate
 
-    class Layout(_FakeLayout):
-        def _child(self, *args, **kwargs):
-            return Layout(self.log)
-
-        row = column = box = _child
-
-        def operator(self, idname, **kwargs):
-            self.log.append(("operator", idname))
-            return type("Props", (), {})()
-
-        def progress(self, factor=0.0, type="BAR", text=""):
-            self.log.append(("progress", text))
-
     def draw():
-        log = []
-        SPARSEMOTION_PT_generate.draw(type("P", (), {"layout": Layout(log)})(), bpy.context)
-        return log
+        return fx.draw_panel(SPARSEMOTION_PT_generate)
 
     fx.reset()
     settings = bpy.context.scene.sparse_motion

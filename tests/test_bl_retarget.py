@@ -310,41 +310,6 @@ def test_failure_leaves_the_rig_unchanged_and_undo(scene):
     assert fx.snapshot() == before
 
 
-class _FakeLayout:
-    """Records what a panel's draw() asks for (panels cannot draw without a window)."""
-
-    def __init__(self, log):
-        self.log = log
-        self.use_property_split = self.use_property_decorate = False
-        self.enabled = True
-
-    def _child(self, *args, **kwargs):
-        return _FakeLayout(self.log)
-
-    row = column = box = _child
-
-    def prop(self, data, name, **kwargs):
-        assert hasattr(data, name), name
-        self.log.append(("prop", name))
-
-    def prop_search(self, data, name, search_data, search_name, **kwargs):
-        assert hasattr(data, name) and hasattr(search_data, search_name), name
-        self.log.append(("prop_search", getattr(data, name)))
-
-    def operator(self, idname, **kwargs):
-        self.log.append(("operator", idname))
-        return type("Props", (), {})()
-
-    def operator_menu_enum(self, idname, prop, **kwargs):
-        self.log.append(("menu", idname))
-
-    def label(self, text="", **kwargs):
-        self.log.append(("label", text))
-
-    def separator(self, **kwargs):
-        pass
-
-
 def test_panel_draws_the_mapping_editor(scene):
     from sparse_motion.panels.retarget_panel import SPARSEMOTION_PT_retarget
 
@@ -355,9 +320,7 @@ def test_panel_draws_the_mapping_editor(scene):
     assert bpy.ops.sparse_motion.retarget_detect() == {"FINISHED"}
     settings = obj.sparse_motion_retarget
     settings.source = src
-    log = []
-    panel = type("P", (), {"layout": _FakeLayout(log)})()
-    SPARSEMOTION_PT_retarget.draw(panel, bpy.context)
+    log = fx.draw_panel(SPARSEMOTION_PT_retarget)
     bones = [v for k, v in log if k == "prop_search"]
     assert len(bones) == len(cv.JOINTS) + 1 and "upperarm_l" in bones and "root" in bones
     assert ("operator", "sparse_motion.retarget_action") in log

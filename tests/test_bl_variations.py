@@ -171,26 +171,10 @@ def test_operator_reports_bad_input_and_poll_explains(rig):
 
 
 def test_panel_shows_settings_reason_and_progress(rig):
-    from test_bl_retarget import _FakeLayout
     from sparse_motion.panels.motion_panel import SPARSEMOTION_PT_variations
 
-    class Layout(_FakeLayout):
-        def _child(self, *args, **kwargs):
-            return Layout(self.log)
-
-        row = column = box = _child
-
-        def operator(self, idname, **kwargs):
-            self.log.append(("operator", idname))
-            return type("Props", (), {})()
-
-        def progress(self, factor=0.0, type="BAR", text=""):
-            self.log.append(("progress", text))
-
     def draw():
-        log = []
-        SPARSEMOTION_PT_variations.draw(type("P", (), {"layout": Layout(log)})(), bpy.context)
-        return log
+        return fx.draw_panel(SPARSEMOTION_PT_variations)
 
     settings = bpy.context.scene.sparse_motion
     settings.var_method = "GENMM"
