@@ -161,11 +161,16 @@ def prepare(req: VariationRequest) -> Plan:
     return Plan(req=req, ref=ref, encoded=encoded, frames=frames, cache_dir=cache_dir())
 
 
+def _cache_extra(plan: Plan) -> str:
+    """What else makes a model differ besides the features, seed and config."""
+    return f"{plan.ref.layout.fingerprint()}@{plan.ref.fps:g}"
+
+
 def model_key(plan: Plan) -> str:
     from ..variations.motiondreamer import cache_key
 
     return cache_key(plan.encoded.features, plan.req.seed, plan.req.config,
-                     extra=f"{plan.ref.layout.fingerprint()}@{plan.ref.fps:g}")
+                     extra=_cache_extra(plan))
 
 
 def cached(plan: Plan) -> bool:
@@ -204,8 +209,7 @@ def compute(plan: Plan, progress=None, cancel=None) -> Computed:
 
             model, hit = md.train_cached(
                 feats, plan.cache_dir, seed=req.seed, config=req.config,
-                progress=train_progress, cancel=cancel,
-                extra=f"{plan.ref.layout.fingerprint()}@{plan.ref.fps:g}")
+                progress=train_progress, cancel=cancel, extra=_cache_extra(plan))
             trained = not hit
             _models[key] = model
         t_train = time.perf_counter() - t0
