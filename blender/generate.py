@@ -170,7 +170,7 @@ def prepare(req: GenerateRequest) -> tuple[SmdmModel, str, int]:
 def sample(model: SmdmModel, req: GenerateRequest, frames: int, progress=None,
            cancel=None) -> Generation:
     """Any thread: load (first time) and run the model (raises
-    :class:`~..inference.smdm.Cancelled` on cancel)."""
+    `errors.Cancelled` on cancel)."""
     if progress is not None and not model.loaded:
         progress(0.0, "loading the model")
     model.load()

@@ -26,7 +26,7 @@ import numpy as np
 
 import bpy
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from .edits import Rollback, set_scene_range
 from .reduce import ReduceSettings
 from . import variations_io
@@ -227,8 +227,6 @@ def compute(plan: Plan, progress=None, cancel=None) -> Computed:
     values = []
     for i in range(req.count):
         if cancel is not None and cancel():
-            from ..inference.smdm import Cancelled
-
             raise Cancelled()
         if progress is not None:
             progress(0.95 + 0.05 * i / req.count, f"Sampling variation {i + 1}/{req.count}")

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from ..motion import features as _feat
 from ..motion import footlock as _footlock
 from . import smdm_core as core
@@ -51,10 +51,6 @@ MAX_RESULTS = 16
 MAX_PROMPT_CHARS = 1000
 _WHAT = {ONNX_FILE: "denoiser", TORCH_FILE: "PyTorch weights",
          "stats.npz": "normalisation statistics"}
-
-
-class Cancelled(Exception):
-    """Raised inside :meth:`SmdmModel.generate` when its ``cancel`` callback says so."""
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from ..errors import SparseMotionError
+from ..errors import Cancelled, SparseMotionError
 from .reporting import run_and_report
 
 
@@ -36,8 +36,6 @@ class Job:
         self.status = status
 
     def _run(self):
-        from ..inference.smdm import Cancelled  # MotionDreamer raises the same class
-
         try:
             self.generation = self._work(self._progress, self._cancel.is_set)
         except Cancelled:

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..inference.smdm import Cancelled
+from ..errors import Cancelled
 
 __all__ = ["Config", "MotionDreamer", "Cancelled", "train", "train_cached", "min_frames",
            "sparsemax", "cache_key", "MODEL_VERSION"]
