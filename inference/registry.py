@@ -141,7 +141,7 @@ class Registry:
     """The model packages found in ``shipped_dirs`` and ``user_dirs``.
 
     ``shipped_dirs`` default ``[<extension>/models]``; ``user_dirs`` default
-    :func:`user_models_dirs`. ``skeletons`` / ``representations``: what this extension can
+    :func:`user_models_dirs` (looked up again by every :meth:`scan`). ``skeletons`` / ``representations``: what this extension can
     use (None: accept any). The folders are scanned on construction and by :meth:`scan`.
     """
 
@@ -151,6 +151,7 @@ class Registry:
                  representations: Mapping[str, int] | None = SUPPORTED_REPRESENTATIONS):
         self.shipped_dirs = [Path(p) for p in shipped_dirs] if shipped_dirs is not None \
             else [shipped_models_dir()]
+        self._default_user_dirs = user_dirs is None  # re-read from the environment on scan()
         self.user_dirs = [Path(p) for p in user_dirs] if user_dirs is not None \
             else user_models_dirs()
         self.skeletons = tuple(skeletons) if skeletons is not None else None
@@ -162,7 +163,10 @@ class Registry:
     # --- scanning ------------------------------------------------------------------------
 
     def scan(self) -> "Registry":
-        """Read every folder again (cheap: manifests and file sizes only)."""
+        """Read every folder again (cheap: manifests and file sizes only); default user folders
+        are looked up again too, so a changed ``SPARSE_MOTION_MODELS`` takes effect."""
+        if self._default_user_dirs:
+            self.user_dirs = user_models_dirs()
         records: list[PackageRecord] = []
         seen: set[str] = set()
         for source, roots in ((SHIPPED, self.shipped_dirs), (USER, self.user_dirs)):
