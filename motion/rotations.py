@@ -30,6 +30,7 @@ __all__ = [
     "quat_inv",
     "quat_rotate",
     "quat_identity",
+    "axis_matrix",
     "axis_angle_to_matrix",
     "axis_angle_to_quat",
     "quat_to_axis_angle",
@@ -227,7 +228,9 @@ def quat_to_axis_angle(q) -> np.ndarray:
 # --------------------------------------------------------------------------- Euler
 
 
-def _axis_matrix(axis: int, angle) -> np.ndarray:
+def axis_matrix(axis: int, angle) -> np.ndarray:
+    """Rotations ``[..., 3, 3]`` by ``angle`` (radians) about coordinate axis ``axis`` (0 x, 1 y,
+    2 z), counter-clockwise looking down the axis."""
     c = np.cos(angle)
     s = np.sin(angle)
     m = np.zeros(np.shape(angle) + (3, 3), dtype=np.float64)
@@ -248,7 +251,7 @@ def euler_to_matrix(angles, order: str = "XYZ") -> np.ndarray:
     order = _check_order(order)
     angles = _f64(angles)
     i, j, k = (_AXIS[c] for c in order)
-    return _axis_matrix(k, angles[..., k]) @ _axis_matrix(j, angles[..., j]) @ _axis_matrix(
+    return axis_matrix(k, angles[..., k]) @ axis_matrix(j, angles[..., j]) @ axis_matrix(
         i, angles[..., i])
 
 

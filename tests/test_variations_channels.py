@@ -149,9 +149,9 @@ def _turn(layout, values, angle, shift):
     """The same motion turned by ``angle`` about the up axis and moved by ``shift``."""
     root = next(g for g in layout.groups if g.kind == "root")
     rest = root.rest_matrix()
-    from sparse_motion.variations.channels import _about_up
+    from sparse_motion.motion.rotations import axis_matrix
 
-    turn = _about_up(angle, root.up)
+    turn = axis_matrix(root.up, angle)
     out = values.copy()
     p = values[:, list(root.columns)] @ rest.T
     out[:, list(root.columns)] = (p @ turn.T + shift) @ rest

@@ -120,19 +120,6 @@ def _heading_axis(rest: np.ndarray, up: int) -> int:
     return int(np.argmin(verticality))
 
 
-def _about_up(angle, up: int) -> np.ndarray:
-    """Rotations (..., 3, 3) by ``angle`` about the up axis (a toward b)."""
-    a, b = _horizontal(up)
-    c, s = np.cos(angle), np.sin(angle)
-    m = np.zeros(np.shape(angle) + (3, 3))
-    m[..., up, up] = 1.0
-    m[..., a, a] = c
-    m[..., b, b] = c
-    m[..., a, b] = -s
-    m[..., b, a] = s
-    return m
-
-
 def _wrap(x):
     return (x + np.pi) % _TWO_PI - np.pi
 
@@ -374,7 +361,7 @@ class ChannelLayout:
                 start["root_position"] = p[0].tolist()
                 start["root_yaw"] = float(yaw[0])
                 if g.rotation >= 0:  # the root rotation is modelled without its heading
-                    mats[g.rotation] = (rest.T @ _about_up(-yaw, g.up) @ rest) @ mats[g.rotation]
+                    mats[g.rotation] = (rest.T @ rot.axis_matrix(g.up, -yaw) @ rest) @ mats[g.rotation]
         for i, m in mats.items():
             feats[:, self.feature_columns(i)] = rot.rot6d_from_matrix(m)
         return Encoded(features=feats.astype(np.float32), start=start)
@@ -426,7 +413,7 @@ class ChannelLayout:
                 p[:, g.up] = feats[:, cols[2]]
                 out[:, list(g.columns)] = p @ rest  # back to the bone's rest frame
                 if g.rotation >= 0:
-                    mats[g.rotation] = (rest.T @ _about_up(yaw, g.up) @ rest) @ mats[g.rotation]
+                    mats[g.rotation] = (rest.T @ rot.axis_matrix(g.up, yaw) @ rest) @ mats[g.rotation]
         for i, m in mats.items():
             g = self.groups[i]
             out[:, list(g.columns)] = rotation_values(
