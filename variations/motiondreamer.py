@@ -87,7 +87,6 @@ class Config:
     tr_lr: float = 5e-4
     rec_weight: float = 0.2
     dropout: float = 0.1
-    threads: int = 0  # 0: leave torch's setting
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -428,8 +427,6 @@ def train(features, *, seed: int = 0, config: Config | None = None, progress=Non
     curves)."""
     c = config or Config()
     x = _check(features, c)
-    if c.threads:
-        torch.set_num_threads(int(c.threads))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     mean = x.mean(0)
@@ -572,9 +569,7 @@ def cache_key(features, seed: int, config: Config | None = None, extra: str = ""
     x = np.ascontiguousarray(np.asarray(features, np.float32))
     h.update(repr(x.shape).encode())
     h.update(x.tobytes())
-    cfg = c.to_json()
-    cfg.pop("threads", None)
-    h.update(json.dumps({"v": MODEL_VERSION, "seed": int(seed), "config": cfg,
+    h.update(json.dumps({"v": MODEL_VERSION, "seed": int(seed), "config": c.to_json(),
                          "extra": extra}, sort_keys=True).encode())
     return h.hexdigest()[:32]
 
