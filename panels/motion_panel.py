@@ -41,15 +41,23 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
         if problem is None and settings.gen_target is not None \
                 and settings.gen_target.type != "ARMATURE":
             problem = f"'{settings.gen_target.name}' is not an armature: pick an armature or none"
-        col = layout.column()
-        col.enabled = problem is None
-        col.scale_y = 1.4
-        op = col.operator(gen_op.SPARSEMOTION_OT_generate_motion.bl_idname, icon="ARMATURE_DATA")
-        for name in GENERATE_FIELDS:
-            setattr(op, name, getattr(settings, "gen_" + name))
+        op = draw_button(layout, gen_op.SPARSEMOTION_OT_generate_motion.bl_idname,
+                         "ARMATURE_DATA", problem, settings, GENERATE_FIELDS, "gen_", 1.4)
         op.target = settings.gen_target.name if settings.gen_target else ""
-        if problem:
-            layout.label(text=problem, icon="INFO")
+
+
+def draw_button(layout, idname, icon, problem, settings, fields, prefix="", scale_y=1.0):
+    """The panel's operator button, greyed out with the reason below it when ``problem`` is
+    set; the operator gets the scene settings ``prefix + name`` for each of ``fields``."""
+    col = layout.column()
+    col.enabled = problem is None
+    col.scale_y = scale_y
+    op = col.operator(idname, icon=icon)
+    for name in fields:
+        setattr(op, name, getattr(settings, prefix + name))
+    if problem:
+        layout.label(text=problem, icon="INFO")
+    return op
 
 
 def draw_progress(layout, job, cancel_idname):
@@ -96,15 +104,9 @@ class SPARSEMOTION_PT_variations(MotionTab, bpy.types.Panel):
 
         if problem is None and settings.var_method == "MOTIONDREAMER" and not torch_available():
             problem = "MotionDreamer needs PyTorch in Blender's Python: choose GenMM"
-        col = layout.column()
-        col.enabled = problem is None
-        col.scale_y = 1.4
-        op = col.operator(var_op.SPARSEMOTION_OT_make_variations.bl_idname, icon="MOD_WAVE")
-        for name in VARIATION_FIELDS:
-            setattr(op, name, getattr(settings, "var_" + name))
+        op = draw_button(layout, var_op.SPARSEMOTION_OT_make_variations.bl_idname, "MOD_WAVE",
+                         problem, settings, VARIATION_FIELDS, "var_", 1.4)
         op.action = settings.var_action.name if settings.var_action else ""
-        if problem:
-            layout.label(text=problem, icon="INFO")
 
 
 class SPARSEMOTION_PT_reduce(MotionTab, bpy.types.Panel):
@@ -122,14 +124,9 @@ class SPARSEMOTION_PT_reduce(MotionTab, bpy.types.Panel):
         layout.prop(settings, "bones")
         layout.prop(settings, "handles")
         layout.prop(settings, "output")
-        problem = active_action_problem(context)
-        col = layout.column()
-        col.enabled = problem is None
-        op = col.operator(SPARSEMOTION_OT_reduce_keyframes.bl_idname, icon="IPO_BEZIER")
-        for name in ("mode", "ratio", "max_error", "bones", "handles", "output"):
-            setattr(op, name, getattr(settings, name))
-        if problem:
-            layout.label(text=problem, icon="INFO")
+        draw_button(layout, SPARSEMOTION_OT_reduce_keyframes.bl_idname, "IPO_BEZIER",
+                    active_action_problem(context), settings,
+                    ("mode", "ratio", "max_error", "bones", "handles", "output"))
 
 
 classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_variations,
