@@ -60,15 +60,22 @@ def addon_registered():
             unregister()
 
 
-def make_armature(name="Rig", n_bones=6, rotation_mode="QUATERNION", seed=0):
-    """A branching chain of bones with rolls, like a small humanoid limb set."""
-    rng = np.random.default_rng(seed)
+def new_armature_in_edit_mode(name):
+    """A new armature object linked to the scene, active and selected, in Edit Mode:
+    ``(obj, data)`` ready for ``data.edit_bones.new``; switch back to Object Mode after."""
     data = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, data)
     bpy.context.scene.collection.objects.link(obj)
     bpy.context.view_layer.objects.active = obj
     obj.select_set(True)
     bpy.ops.object.mode_set(mode="EDIT")
+    return obj, data
+
+
+def make_armature(name="Rig", n_bones=6, rotation_mode="QUATERNION", seed=0):
+    """A branching chain of bones with rolls, like a small humanoid limb set."""
+    rng = np.random.default_rng(seed)
+    obj, data = new_armature_in_edit_mode(name)
     bones = []
     for i in range(n_bones):
         b = data.edit_bones.new(f"bone{i}")

@@ -2,7 +2,6 @@
 """Generate Motion on real Blender (the bpy wheel) with a tiny sMDM model trained and exported
 in the test (``smdm_fixture``): sparse Bezier keys on the model's keyframes, seeds, undo,
 cancel, a target armature, and bad input leaving the file unchanged."""
-import os
 import shutil
 
 import numpy as np
@@ -24,16 +23,12 @@ MODEL = smdm_fixture.NAME
 def addon(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     shutil.copytree(smdm_fixture.tiny_package(), models / MODEL)
-    old = os.environ.get(registry.ENV_VAR)
-    os.environ[registry.ENV_VAR] = str(models)
-    registry.get_registry(refresh=True)
-    with fx.addon_registered():
-        yield models
-    gen.release_models()
-    if old is None:
-        os.environ.pop(registry.ENV_VAR, None)
-    else:
-        os.environ[registry.ENV_VAR] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(registry.ENV_VAR, str(models))
+        registry.get_registry(refresh=True)
+        with fx.addon_registered():
+            yield models
+        gen.release_models()
     registry.get_registry(refresh=True)
 
 

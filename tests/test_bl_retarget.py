@@ -37,12 +37,7 @@ def addon():
 def build(spec, name=None):
     """The rig of ``spec`` as a Blender armature (edit bones with heads, tails, rolls)."""
     name = name or spec.key
-    data = bpy.data.armatures.new(name)
-    obj = bpy.data.objects.new(name, data)
-    bpy.context.scene.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    obj.select_set(True)
-    bpy.ops.object.mode_set(mode="EDIT")
+    obj, data = fx.new_armature_in_edit_mode(name)
     heads, tails = spec.heads(), spec.tails()
     edit = {}
     for (bname, _p, _h, _t, roll, _c), head, tail in zip(spec.bones, heads, tails):

@@ -3,7 +3,6 @@
 is not the canonical skeleton: other bone names, Euler (3-channel) joints, a posed rest. GenMM
 runs everywhere; MotionDreamer (a small real training) where torch is installed (4.5)."""
 import importlib.util
-import os
 import threading
 
 import numpy as np
@@ -35,15 +34,11 @@ def tiny_config(**kw):
 @pytest.fixture(scope="module", autouse=True)
 def addon(tmp_path_factory):
     cache = tmp_path_factory.mktemp("variations-cache")
-    old = os.environ.get(var.CACHE_ENV)
-    os.environ[var.CACHE_ENV] = str(cache)
-    with fx.addon_registered():
-        yield cache
-    var.release_models()
-    if old is None:
-        os.environ.pop(var.CACHE_ENV, None)
-    else:
-        os.environ[var.CACHE_ENV] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(var.CACHE_ENV, str(cache))
+        with fx.addon_registered():
+            yield cache
+        var.release_models()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import numpy as np
 import bpy
 from mathutils import Vector
 
+import bl_fixtures as fx
 from sparse_motion.blender import actions, fcurve_io
 from sparse_motion.keyframes.rig import bone_data_path
 from sparse_motion.motion import rotations as rot
@@ -41,12 +42,7 @@ ROOT = "pelvis_ctrl"
 def make_rig(name="VarRig", location=(0.4, -0.3, 0.0), turn=0.4):
     """The 14-bone armature (linked to the scene, active), its object moved by ``location``
     and turned by ``turn`` radians about Z."""
-    data = bpy.data.armatures.new(name)
-    obj = bpy.data.objects.new(name, data)
-    bpy.context.scene.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    obj.select_set(True)
-    bpy.ops.object.mode_set(mode="EDIT")
+    obj, data = fx.new_armature_in_edit_mode(name)
     made = {}
     for bone, parent, head, tail, roll, connected, _mode in BONES:
         b = data.edit_bones.new(bone)
