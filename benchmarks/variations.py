@@ -46,7 +46,8 @@ import torch  # noqa: E402
 from sparse_motion.motion.dataset import load_dataset  # noqa: E402
 from sparse_motion.variations import motiondreamer as md  # noqa: E402
 from sparse_motion.variations.genmm import genmm  # noqa: E402
-from sparse_motion.variations.metrics import evaluate_variations  # noqa: E402
+from sparse_motion.variations.metrics import (coverage, evaluate_variations,  # noqa: E402
+                                              harmonic_mean)
 
 KEYS = ("coverage", "cov@0.5", "global_diversity", "local_diversity", "inter_diversity",
         "harmonic_mean", "hm@0.5", "jitter")
@@ -75,11 +76,11 @@ def jitter(x):
 
 
 def score(ref, gens, rot0):
-    ev = evaluate_variations(ref[:, rot0:], [g[:, rot0:] for g in gens])
-    strict = evaluate_variations(ref[:, rot0:], [g[:, rot0:] for g in gens], coverage_threshold=0.5)
-    ev["cov@0.5"] = strict["coverage"]
-    ev["hm@0.5"] = strict["harmonic_mean"]
-    ev["jitter"] = float(np.mean([jitter(g[:, rot0:]) for g in gens]) / jitter(ref[:, rot0:]))
+    ref, gens = ref[:, rot0:], [g[:, rot0:] for g in gens]
+    ev = evaluate_variations(ref, gens)
+    ev["cov@0.5"] = float(np.mean([coverage(g, ref, threshold=0.5) for g in gens]))
+    ev["hm@0.5"] = harmonic_mean(ev["cov@0.5"], ev["global_diversity"])
+    ev["jitter"] = float(np.mean([jitter(g) for g in gens]) / jitter(ref))
     return {k: float(ev[k]) for k in KEYS}
 
 

@@ -40,7 +40,7 @@ the harmonic mean uses the raw global diversity (its scale depends on the featur
 import numpy as np
 
 __all__ = ["frame_distances", "window_distances", "patched_nn", "local_nn", "coverage",
-           "intra_diversity", "evaluate_variations"]
+           "intra_diversity", "harmonic_mean", "evaluate_variations"]
 
 
 def frame_distances(a, b):
@@ -76,6 +76,11 @@ def coverage(generated, reference, window=30, threshold=2.0):
     """Fraction of reference windows whose nearest generated window is closer than ``threshold``."""
     nn = window_distances(frame_distances(reference, generated), window).min(axis=1)
     return float(np.mean(nn < threshold))
+
+
+def harmonic_mean(cov, global_div) -> float:
+    """``2 c g / (c + g)`` of coverage and global diversity; 0 when either is 0."""
+    return 0.0 if cov <= 0.0 or global_div <= 0.0 else 2.0 * cov * global_div / (cov + global_div)
 
 
 def patched_nn(source, target, min_segment=30):
@@ -165,7 +170,7 @@ def evaluate_variations(reference, generated_list, *, coverage_window=30, covera
         "intra_diversity": float(np.mean(intra)),
         "reference_intra_diversity": ref_intra,
         "intra_diversity_diff": abs(float(np.mean(intra)) - ref_intra),
-        "harmonic_mean": 0.0 if c <= 0.0 or g <= 0.0 else 2.0 * c * g / (c + g),
+        "harmonic_mean": harmonic_mean(c, g),
         "num_motions": len(gens),
     }
     for name, vals in (("coverage", cov), ("global_diversity", glob), ("local_diversity", loc),
