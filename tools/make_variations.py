@@ -48,10 +48,12 @@ def main(argv):
                                seed=args.seed, novelty=args.novelty, method=args.method.upper(),
                                max_error_cm=args.max_error)
 
-    def progress(fraction, status, last=[-1]):
+    shown = set()
+
+    def progress(fraction, status):  # a line every 10 %
         pct = int(100 * fraction)
-        if pct // 10 != last[0]:
-            last[0] = pct // 10
+        if pct // 10 not in shown:
+            shown.add(pct // 10)
             print(f"{pct:3d} % {status}", file=sys.stderr, flush=True)
 
     result = var.make_variations(req, progress=progress)
