@@ -123,7 +123,9 @@ def default_reference(obj):
         return None
     meta = action.get("sparse_motion")
     source = meta.get("variation_of") if meta is not None and hasattr(meta, "get") else None
-    return bpy.data.actions.get(source) or action if source else action
+    if not source:
+        return action
+    return bpy.data.actions.get(source) or action  # the reference may have been deleted
 
 
 def prepare(req: VariationRequest) -> Plan:
