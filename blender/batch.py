@@ -42,9 +42,11 @@ def _open_target(spec: str):
     return arms[0]
 
 
-def open_reference(spec: str):
-    """``FILE.bvh`` (imported onto a new armature), ``FILE.blend``, ``FILE.blend::Object`` or
-    ``FILE.blend::Object::Action`` → (armature, action or None: the one it plays)."""
+def open_reference(spec: str, scale="auto", ground=True):
+    """``FILE.bvh`` (imported onto a new armature: ``scale`` and ``ground`` as in
+    :func:`.bvh_io.import_bvh`, the unit detected and the feet on the floor by default),
+    ``FILE.blend``, ``FILE.blend::Object`` or ``FILE.blend::Object::Action`` → (armature,
+    action or None: the one it plays)."""
     path, _, rest = spec.partition("::")
     obj_name, _, action_name = rest.partition("::")
     p = Path(path)
@@ -54,7 +56,7 @@ def open_reference(spec: str):
         if rest:
             raise InputError(f"{spec}: a BVH reference takes no ::Object or ::Action")
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        return bvh_io.import_bvh(str(p.resolve()), name=p.stem), None
+        return bvh_io.import_bvh(str(p.resolve()), name=p.stem, scale=scale, ground=ground), None
     if p.suffix.lower() != ".blend":
         raise InputError(f"{path}: give a .blend or a .bvh file as the reference")
     obj = _open_target(f"{path}::{obj_name}" if obj_name else path)

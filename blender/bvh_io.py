@@ -9,7 +9,9 @@ and sparse Bezier keys all export as seen) and writes with our BVH writer.
 Conventions
 -----------
 ``C`` maps BVH axes (Y up, -Z forward) to Blender's (Z up, -Y forward): ``x' = x``,
-``y' = -z``, ``z' = y``; ``s`` is the import scale (BVH units → Blender units).
+``y' = -z``, ``z' = y``; ``s`` is the import scale (BVH units → Blender units), detected from
+the skeleton's height unless given (:func:`..motion.bvh.resolve_units`); with ``ground`` the
+roots are first moved up so the lowest foot stands on the floor (:func:`..motion.bvh.floor_shift`).
 
 In the BVH (see :mod:`..motion.skeleton`) joint ``j`` with parent ``p`` has local rotation
 ``L_j``, global rotation ``G_j = G_p · L_j`` and world position ``W_j = W_p + G_p · t_j``
@@ -68,12 +70,16 @@ class ImportResult:
     reduce_result: object = None  # blender.reduce.ReduceResult when reduced
     warnings: list = field(default_factory=list)
     seconds: float = 0.0
+    units: object = None  # motion.bvh.Units: the length unit used
+    floor_shift_m: float = 0.0  # how far the clip was moved up to stand on the floor
 
     def message(self) -> str:
         text = (
             f"Imported {self.frames:,} frames of {self.joints} joints onto "
             f"'{self.obj.name}' (action '{self.action.name}', {self.seconds:.2f} s)"
         )
+        if self.units is not None:
+            text += "; " + _note(self.units, self.floor_shift_m)
         if self.reduce_result is not None:
             r = self.reduce_result
             text += f"; reduced {r.keys_before:,} → {r.keys_after:,} keys"
@@ -102,18 +108,18 @@ class ExportResult:
 # =========================================================================== import
 
 
-def import_bvh(source, target=None, scale=0.01, reduce=None, frame_start=1, name=None,
-               set_fps=None, set_frame_range=None):
+def import_bvh(source, target=None, scale="auto", reduce=None, frame_start=1, name=None,
+               set_fps=None, set_frame_range=None, ground=False):
     """Import a BVH file (path) or :class:`~..motion.bvh.Bvh`; returns the animated armature.
 
     See :func:`import_bvh_result` for the arguments.
     """
     return import_bvh_result(source, target, scale, reduce, frame_start, name, set_fps,
-                             set_frame_range).obj
+                             set_frame_range, ground).obj
 
 
-def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=1, name=None,
-                      set_fps=None, set_frame_range=None) -> ImportResult:
+def import_bvh_result(source, target=None, scale="auto", reduce=None, frame_start=1, name=None,
+                      set_fps=None, set_frame_range=None, ground=False) -> ImportResult:
     """Import a BVH and return an :class:`ImportResult`.
 
     source: a path or a parsed ``Bvh``.
@@ -121,11 +127,19 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
         to the joints by name (every joint needs a bone; other bones are left alone). Its
         rest pose must be the BVH rest pose (same T/A pose); rolls and bone directions may
         differ.
-    scale: BVH units → Blender units (0.01: centimetres → metres).
+    scale: BVH units → Blender units (metres): ``"auto"`` detects the unit from the
+        skeleton's height (m, ASF, inches, cm or mm: the one that makes it closest to 1.7 m,
+        see :func:`..motion.bvh.resolve_units`), a unit (``"cm"``, ``"in"``, ``"asf"``…) or
+        a factor (0.01: centimetres → metres).
     reduce: :class:`~.reduce.ReduceSettings` to reduce the keys right after the import.
     frame_start: scene frame of the first BVH frame (one BVH frame per scene frame).
     set_fps / set_frame_range: set the scene frame rate from Frame Time / the scene frame
         range to the imported frames; None means "only when creating a new armature".
+    ground: move the clip up or down so its lowest foot (a low percentile over the frames)
+        is on the floor (z = 0); a clip within 1 cm of it is left as it is.
+
+    The unit and the floor shift are in the result (``units``, ``floor_shift_m``) and on the
+    action (``action["sparse_motion_bvh"]``, read by :func:`import_note`).
 
     Raises :class:`InputError` (nothing changed) for unreadable files and unusable targets.
     """
@@ -134,9 +148,6 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
     if name is None:
         name = os.path.splitext(os.path.basename(label))[0] if label else "BVH"
     name = name or "BVH"
-    scale = float(scale)
-    if not (np.isfinite(scale) and scale > 0):
-        raise InputError(f"Scale must be a positive number, got {scale!r}")
     if bvh.num_frames == 0:
         raise InputError(f"{repr(label) if label else 'The BVH'} has no frames of motion")
     new_armature = target is None
@@ -148,13 +159,15 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
         set_frame_range = new_armature
 
     # ---- everything that can be computed before touching the scene
-    sk = Skeleton.from_bvh(bvh)
     W, Gq = bvh_forward_kinematics(bvh, return_rotations=True)  # (F, J, 3), (F, J, 4)
+    warnings = []
+    units, bvh, W, shift = _units_and_floor(bvh, label, scale, ground, W, Gq, warnings)
+    scale = units.scale
+    sk = Skeleton.from_bvh(bvh)
     G = rot.quat_to_matrix(Gq)  # (F, J, 3, 3)
     T = bvh.local_translations()  # (F, J, 3)
     layout = _rest_layout(bvh, sk, scale) if new_armature else None
 
-    warnings = []
     with Rollback() as rb:  # nothing is left behind if any step fails
         if new_armature:
             obj, bone_names = _build_armature(name, bvh, layout, rb)
@@ -169,6 +182,9 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
 
         action, channels = actions.new_action_for(obj, name)
         rb.created(action)
+        action[IMPORT_PROPERTY] = {"unit": units.unit, "scale": units.scale,
+                                   "height": units.height, "detected": units.detected,
+                                   "floor_shift_m": shift * scale}
         n_keys = 0
         given_keys = reduce is not None and reduce.mode == "KEYS"
         columns = []  # (data path, index, bone, values)
@@ -213,8 +229,53 @@ def import_bvh_result(source, target=None, scale=0.01, reduce=None, frame_start=
     return ImportResult(
         obj=obj, action=action, frames=bvh.num_frames, joints=bvh.num_joints, keys=n_keys,
         new_armature=new_armature, reduce_result=reduce_result, warnings=warnings,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0, units=units, floor_shift_m=shift * scale,
     )
+
+
+IMPORT_PROPERTY = "sparse_motion_bvh"
+
+
+def _units_and_floor(bvh, label, scale, ground, W, Gq, warnings):
+    """(Units, the Bvh moved onto the floor, its positions, the shift in BVH units); a
+    warning when the detected unit does not make a person of the skeleton."""
+    what = repr(label) if label else "The BVH"
+    try:
+        units = bvh_mod.resolve_units(bvh, scale, W, Gq)
+    except bvh_mod.BvhError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    shift = bvh_mod.floor_shift(bvh, units.scale, W, Gq) if ground else 0.0
+    if shift:
+        bvh = bvh_mod.shifted_up(bvh, shift)
+        W = W + np.array([0.0, shift, 0.0])  # every joint hangs from a root
+    if units.detected and not units.plausible:
+        lo, hi = bvh_mod.PLAUSIBLE_HEIGHT_M
+        warnings.append(f"{what} would be {units.height_m:.2f} m tall in the closest unit "
+                        f"({bvh_mod.UNITS[units.unit][0]}), outside the {lo:g}–{hi:g} m of a "
+                        "person: if that is wrong, set the unit or scale")
+    return units, bvh, W, shift
+
+
+def _note(units, floor_shift_m) -> str:
+    text = f"units: {units.describe()}"
+    if floor_shift_m:
+        text += (f"; moved {'up' if floor_shift_m > 0 else 'down'} {abs(floor_shift_m):.2f} m "
+                 "to stand on the floor")
+    return text
+
+
+def import_note(action):
+    """How the BVH behind ``action`` was imported (its unit, the floor shift), or None for
+    an action not imported from a BVH: e.g. ``'units: centimetres, detected from a 1.72 m
+    skeleton; moved up 0.95 m to stand on the floor'``."""
+    info = action.get(IMPORT_PROPERTY) if action is not None else None
+    if info is None:
+        return None
+    units = bvh_mod.Units(str(info["unit"]), float(info["scale"]), float(info["height"]),
+                          bool(info["detected"]))
+    return _note(units, float(info["floor_shift_m"]))
 
 
 def _write_given_keys(channels, columns, frames, settings):

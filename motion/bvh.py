@@ -17,6 +17,10 @@ The MOTION block is parsed in bulk with a vectorised decimal parser (exact: it g
 same doubles as Python's ``float``); tokens it cannot handle exactly fall back to
 ``float`` one by one.
 
+Units and floor: :func:`resolve_units` / :func:`detect_units` choose the length unit (m,
+ASF, inch, cm or mm) from the skeleton's height, :func:`floor_shift` / :func:`shifted_up`
+put the clip's lowest foot on the floor (see the section at the end for the rule).
+
 Semantics (see :mod:`.skeleton`): rotation channels are degrees; a joint's rotation is the
 product of its rotation channels in the listed order (``Zrotation Xrotation Yrotation`` ->
 ``Rz @ Rx @ Ry``, Blender order ``'YXZ'``). Position channels, where present, *replace*
@@ -43,6 +47,16 @@ __all__ = [
     "write",
     "dumps",
     "CHANNEL_NAMES",
+    "UNITS",
+    "Units",
+    "parse_scale",
+    "skeleton_height",
+    "detect_units",
+    "resolve_units",
+    "foot_points",
+    "floor_level",
+    "floor_shift",
+    "shifted_up",
 ]
 
 CHANNEL_NAMES = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
@@ -1142,3 +1156,203 @@ def write(bvh: Bvh, dest, precision=None) -> None:
     text_mode = isinstance(dest, io.TextIOBase)
     for chunk in _iter_chunks(bvh, precision):
         dest.write(chunk.decode("utf-8") if text_mode else chunk)
+
+
+# =========================================================================== units and floor
+#
+# BVH files carry no length unit. A person is about 1.7 m tall, and the units in use are far
+# enough apart (m, ASF, inch, cm, mm: factors 17.7, 2.2, 2.5, 10) that the skeleton's height
+# tells them apart: :func:`detect_units` picks the unit that makes it closest to 1.7 m (in
+# ratio, i.e. on a log scale). The height is the larger of the rest skeleton's vertical
+# extent and the median over the frames of the pose's vertical extent (joints and End Sites,
+# Y up as BVH defines it), so a rest pose that does not stand (legs up, folded) is outvoted
+# by the motion. The thresholds between neighbouring units fall at 7.2 (m | asf), 44.9
+# (asf | in), 106.7 (in | cm) and 537 (cm | mm) file units of height.
+
+#: unit key → (label, metres per BVH unit). ASF: CMU's ASF/AMC length unit, 1/0.45 inch.
+UNITS = {
+    "m": ("metres", 1.0),
+    "asf": ("ASF units (1/0.45 in)", 0.0254 / 0.45),
+    "in": ("inches", 0.0254),
+    "cm": ("centimetres", 0.01),
+    "mm": ("millimetres", 0.001),
+}
+_UNIT_ALIASES = {"inch": "in", "inches": "in", "metres": "m", "meters": "m",
+                 "centimetres": "cm", "centimeters": "cm", "millimetres": "mm",
+                 "millimeters": "mm"}
+HUMAN_HEIGHT_M = 1.7
+#: heights (m) a person is taken to have; outside it the detected unit is only a guess
+PLAUSIBLE_HEIGHT_M = (1.0, 2.3)
+#: the lowest foot is left where it is when it is this close to the floor (cm)
+FLOOR_TOLERANCE_CM = 1.0
+#: joints whose name contains one of these (case-insensitive) are feet; with their
+#: descendants and End Sites they are the points that stand on the floor
+_FOOT_RE = re.compile(r"foot|toe|ankle|heel", re.I)
+
+
+@dataclass
+class Units:
+    """How BVH lengths become metres: ``scale`` metres per BVH unit.
+
+    ``unit`` is a key of :data:`UNITS`, or ``""`` for a factor given by hand; ``detected``
+    is True when it was chosen from the skeleton's height (``height``, in BVH units).
+    """
+
+    unit: str
+    scale: float
+    height: float
+    detected: bool
+
+    @property
+    def height_m(self) -> float:
+        return self.height * self.scale
+
+    @property
+    def plausible(self) -> bool:
+        lo, hi = PLAUSIBLE_HEIGHT_M
+        return lo <= self.height_m <= hi
+
+    def describe(self) -> str:
+        """e.g. ``'ASF units (1/0.45 in), detected from a 1.69 m skeleton'``."""
+        what = UNITS[self.unit][0] if self.unit else f"scale {self.scale:g} m per unit"
+        how = "detected from" if self.detected else "given; "
+        return f"{what}, {how} a {self.height_m:.2f} m skeleton"
+
+
+#: command-line help of a ``--scale`` option parsed by :func:`parse_scale`
+SCALE_HELP = ("BVH length unit: auto (from the skeleton's height, the default), m, cm, mm, in, "
+              "asf (CMU ASF units, 1/0.45 in), or metres per BVH unit (0.01 for cm)")
+
+
+def parse_scale(text):
+    """``'auto'``, a unit key or alias (``'cm'``, ``'inches'``, ``'asf'``…) or a positive
+    number (metres per BVH unit) → ``'auto'``, the unit key, or the float. Raises
+    ``ValueError`` with the accepted forms otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        word = str(text).strip().lower()
+        if word in ("auto", ""):
+            return "auto"
+        word = _UNIT_ALIASES.get(word, word)
+        if word in UNITS:
+            return word
+        try:
+            value = float(word)
+        except ValueError:
+            value = None
+    if value is None or not (np.isfinite(value) and value > 0):
+        raise ValueError(f"Unknown scale {text!r}: give auto, one of {', '.join(UNITS)}, or a "
+                         "positive number of metres per BVH unit")
+    return value
+
+
+def _points(bvh: Bvh, positions=None, rotations=None):
+    """World positions ``(F, J + E, 3)`` of the joints and End Sites at every frame, and the
+    rest pose's ``(J + E, 3)``; the FK is computed when not given."""
+    from .skeleton import Skeleton, bvh_forward_kinematics, end_site_positions
+
+    sk = Skeleton.from_bvh(bvh)
+    if positions is None or rotations is None:
+        positions, rotations = bvh_forward_kinematics(bvh, return_rotations=True)
+    ends = end_site_positions(sk, positions, rotations)
+    rest = sk.rest_positions()
+    js = sk.end_site_joints
+    return (np.concatenate([positions, ends], axis=1),
+            np.concatenate([rest, rest[js] + sk.end_sites[js]], axis=0))
+
+
+def skeleton_height(bvh: Bvh, positions=None, rotations=None) -> float:
+    """The skeleton's height in BVH units: the larger of the rest pose's vertical (Y) extent
+    and the median of the frames' vertical extents, joints and End Sites included.
+
+    ``positions`` / ``rotations``: :func:`~.skeleton.bvh_forward_kinematics` output, if the
+    caller has it already."""
+    frames, rest = _points(bvh, positions, rotations)
+    h = float(np.ptp(rest[:, 1]))
+    if len(frames):
+        h = max(h, float(np.median(np.ptp(frames[..., 1], axis=1))))
+    return h
+
+
+def detect_units(bvh: Bvh, positions=None, rotations=None) -> Units:
+    """The unit of :data:`UNITS` that makes the skeleton closest to :data:`HUMAN_HEIGHT_M`
+    tall (by ratio). Raises :class:`BvhError` for a skeleton without height."""
+    return resolve_units(bvh, "auto", positions, rotations)
+
+
+def resolve_units(bvh: Bvh, scale="auto", positions=None, rotations=None) -> Units:
+    """:class:`Units` for ``scale``: ``'auto'`` (detect), a unit key/alias, or a positive
+    float (metres per BVH unit); see :func:`parse_scale`. Raises ``ValueError`` for a bad
+    ``scale`` and :class:`BvhError` when ``'auto'`` meets a skeleton without height."""
+    scale = parse_scale("auto" if scale is None else scale)
+    height = skeleton_height(bvh, positions, rotations)
+    if scale != "auto":
+        unit = scale if isinstance(scale, str) else ""
+        factor = UNITS[unit][1] if unit else scale
+        return Units(unit, factor, height, detected=False)
+    size = max(float(np.abs(bvh.offsets).max(initial=0.0)), 1e-300)
+    if not (height > 1e-9 * size and height > 0):
+        raise BvhError("cannot tell the length unit: the skeleton has no height (every joint "
+                       "and End Site at the same height, at rest and in the frames); give the "
+                       "unit or scale")
+    ratio = {u: abs(np.log(height * s / HUMAN_HEIGHT_M)) for u, (_, s) in UNITS.items()}
+    unit = min(ratio, key=ratio.get)
+    return Units(unit, UNITS[unit][1], height, detected=True)
+
+
+def foot_points(bvh: Bvh) -> np.ndarray:
+    """Indices into :func:`_points`' ``J + E`` points that stand on the floor: joints named
+    like a foot, toe, ankle or heel, their descendants and their End Sites; every point
+    when no joint has such a name."""
+    J = bvh.num_joints
+    feet = np.zeros(J, dtype=bool)
+    for j, joint in enumerate(bvh.joints):
+        feet[j] = bool(_FOOT_RE.search(joint.name)) or (joint.parent >= 0 and feet[joint.parent])
+    if not feet.any():
+        feet[:] = True
+    ends = np.array([j.end_site is not None for j in bvh.joints], dtype=bool)
+    return np.flatnonzero(np.concatenate([feet, feet[ends]]))
+
+
+def floor_level(bvh: Bvh, positions=None, rotations=None, percentile: float = 5.0) -> float:
+    """Height (BVH units, Y) of the floor the clip stands on: the ``percentile`` of the
+    per-frame lowest :func:`foot_points` (a low percentile, so a glitch does not count and
+    jumps do not lift it). 0 for a clip without frames."""
+    frames, _rest = _points(bvh, positions, rotations)
+    if not len(frames):
+        return 0.0
+    lowest = frames[:, foot_points(bvh), 1].min(axis=1)
+    return float(np.percentile(lowest, percentile))
+
+
+def floor_shift(bvh: Bvh, scale: float, positions=None, rotations=None) -> float:
+    """How far (BVH units, along Y) to move the clip so its lowest foot is on the floor;
+    0 when it is already within :data:`FLOOR_TOLERANCE_CM` of it. ``scale``: metres per
+    BVH unit."""
+    level = floor_level(bvh, positions, rotations)
+    if abs(level) * scale * 100.0 <= FLOOR_TOLERANCE_CM:
+        return 0.0
+    return -level
+
+
+def shifted_up(bvh: Bvh, dy: float) -> Bvh:
+    """A copy of ``bvh`` moved up by ``dy`` (BVH units, Y): every root's Y position channel,
+    or its OFFSET when it has no position channels (a ``Yposition`` channel is added to a
+    root that has X/Z position channels only)."""
+    out = bvh.copy()
+    if dy == 0.0:
+        return out
+    for j, joint in enumerate(out.joints):
+        if not joint.is_root:
+            continue
+        if not out.has_position(j):
+            joint.offset = joint.offset + np.array([0.0, dy, 0.0])
+            continue
+        col = out.position_channels(j)[1]
+        if col < 0:  # position channels without Y: Y is 0; add the channel
+            col = out.channel_slices()[j].stop
+            joint.channels.append("Yposition")
+            out.motion = np.insert(out.motion, col, 0.0, axis=1)
+        out.motion[:, col] += dy
+    return out

@@ -20,6 +20,16 @@ FRAME_RANGES = [
     ("SCENE", "Scene", "The scene's frame range"),
     ("CUSTOM", "Custom", "The frames given below"),
 ]
+UNIT_ITEMS = [
+    ("AUTO", "Auto", "Detect the unit from the skeleton's height: the one of metres, ASF units, "
+                     "inches, centimetres or millimetres that makes it closest to 1.7 m tall"),
+    ("CM", "Centimetres", "1 BVH unit = 1 cm"),
+    ("M", "Metres", "1 BVH unit = 1 m"),
+    ("MM", "Millimetres", "1 BVH unit = 1 mm"),
+    ("IN", "Inches", "1 BVH unit = 1 inch"),
+    ("ASF", "ASF Units", "CMU ASF/AMC-derived files: 1 BVH unit = 1/0.45 inch (5.64 cm)"),
+    ("CUSTOM", "Custom", "The Scale factor below"),
+]
 ROTATION_ORDERS = [(o, o, f"Channels {o[0]}rotation {o[1]}rotation {o[2]}rotation")
                    for o in ("ZXY", "XYZ", "XZY", "YXZ", "YZX", "ZYX")]
 
@@ -29,9 +39,22 @@ def _import_props():
     return {
         "filter_glob": StringProperty(default="*.bvh", options={"HIDDEN"}),
         "target": EnumProperty(name="Target", items=IMPORT_TARGETS, default="NEW"),
+        "unit": EnumProperty(
+            name="Unit", items=UNIT_ITEMS, default="AUTO",
+            description="Length unit of the BVH file (the import report says which one Auto "
+                        "chose)",
+        ),
         "scale": FloatProperty(
-            name="Scale", description="BVH units to Blender units (0.01: centimetres to metres)",
+            name="Scale", description="With Unit Custom: BVH units to Blender units (0.01: "
+                                      "centimetres to metres)",
             default=0.01, min=1e-6, soft_min=1e-4, soft_max=100.0, precision=4,
+        ),
+        "ground": BoolProperty(
+            name="Feet on Floor",
+            description="Move the motion up or down so its lowest foot stands on the floor "
+                        "(for files whose root is recorded at the hips and play under the "
+                        "floor, or that float); a clip already on the floor is left as it is",
+            default=True,
         ),
         "frame_start": IntProperty(
             name="Start Frame", description="Scene frame of the first BVH frame", default=1,
@@ -80,10 +103,11 @@ class SPARSEMOTION_OT_import_bvh(bpy.types.Operator, ImportHelper):
         settings = None
         if self.reduce:
             settings = ReduceSettings.from_props(self, bones="ALL", output="REPLACE")
+        scale = self.scale if self.unit == "CUSTOM" else self.unit.lower()
         return run_and_report(self, lambda: import_bvh_result(
-            self.filepath, target=target, scale=self.scale, reduce=settings,
+            self.filepath, target=target, scale=scale, reduce=settings,
             frame_start=self.frame_start, set_fps=self.set_fps,
-            set_frame_range=self.set_frame_range,
+            set_frame_range=self.set_frame_range, ground=self.ground,
         ))
 
     def draw(self, context):
@@ -91,7 +115,11 @@ class SPARSEMOTION_OT_import_bvh(bpy.types.Operator, ImportHelper):
         layout.use_property_split = True
         layout.use_property_decorate = False
         layout.prop(self, "target")
-        layout.prop(self, "scale")
+        layout.prop(self, "unit")
+        row = layout.row()
+        row.enabled = self.unit == "CUSTOM"
+        row.prop(self, "scale")
+        layout.prop(self, "ground")
         layout.prop(self, "frame_start")
         layout.prop(self, "set_fps")
         layout.prop(self, "set_frame_range")

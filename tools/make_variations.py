@@ -8,7 +8,10 @@ The reference is an armature in a .blend file, or a BVH file (imported first, an
 
 ``FILE.blend`` alone works when its scene has one armature; ``::Action`` is optional (default:
 the action the armature plays). Options: --count 3 --seconds 0 (as the reference) --seed 0
---novelty 0.5 --method motiondreamer|genmm --max-error 1.0 (cm) --no-bvh. MotionDreamer models
+--novelty 0.5 --method motiondreamer|genmm --max-error 1.0 (cm) --no-bvh, and for a BVH
+reference --scale auto (its length unit from the skeleton's height; or cm, m, mm, in, asf, or
+metres per unit) and --no-ground (keep its height; default: lowest foot on the floor), so the
+key tolerance in cm is in real centimetres. MotionDreamer models
 are cached (``$SPARSE_MOTION_VARIATIONS_CACHE``, default ``~/.cache/sparse_motion/variations``
 outside Blender's extension folder), so a second run on the same reference is instant.
 Exit code 0 on success, 1 with a message on bad input.
@@ -28,6 +31,7 @@ import bpy  # noqa: E402
 from sparse_motion.blender import actions, bvh_io  # noqa: E402
 from sparse_motion.blender import variations as var  # noqa: E402
 from sparse_motion.blender.batch import open_reference  # noqa: E402
+from sparse_motion.motion import bvh as bvh_mod  # noqa: E402
 from sparse_motion.pipeline.batch import slug  # noqa: E402
 
 
@@ -42,8 +46,14 @@ def main(argv):
     ap.add_argument("--method", choices=("motiondreamer", "genmm"), default="motiondreamer")
     ap.add_argument("--max-error", type=float, default=1.0, help="key tolerance in cm")
     ap.add_argument("--no-bvh", action="store_true", help="only the .blend")
+    ap.add_argument("--scale", default="auto", help="BVH reference: " + bvh_mod.SCALE_HELP)
+    ap.add_argument("--no-ground", action="store_true",
+                    help="BVH reference: keep its height (default: the lowest foot on the floor)")
     args = ap.parse_args(argv)
-    obj, action = open_reference(args.reference)
+    obj, action = open_reference(args.reference, scale=args.scale, ground=not args.no_ground)
+    note = bvh_io.import_note(action or obj.animation_data.action)
+    if note:
+        print(f"reference {note}")
     req = var.VariationRequest(obj=obj, action=action, count=args.count, seconds=args.seconds,
                                seed=args.seed, novelty=args.novelty, method=args.method.upper(),
                                max_error_cm=args.max_error)

@@ -7,6 +7,9 @@ Works with the bpy module and inside Blender:
 
 INPUT is a .bvh file or ZIP::MEMBER (a file inside a zip, read in place), e.g.
   ../shared/data/bandai-namco/Bandai-Namco-Research-Motiondataset-1.zip::Bandai-Namco-Research-Motiondataset-1/data/dataset-1_dance-short_normal_001.bvh
+The length unit is detected from the skeleton's height (--scale auto; or give cm, m, mm, in,
+asf or metres per unit), so --max-error is in real centimetres; the output BVH is written in
+the input's unit. The lowest foot is put on the floor unless --no-ground.
 Exit code 0 on success, 1 with a message on bad input.
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ import bpy  # noqa: E402
 from sparse_motion.blender import bvh_io  # noqa: E402
 from sparse_motion.blender.reduce import ReduceSettings  # noqa: E402
 from sparse_motion.errors import SparseMotionError  # noqa: E402
+from sparse_motion.motion import bvh as bvh_mod  # noqa: E402
 
 
 def materialise(spec: str, tmp: Path) -> Path:
@@ -52,10 +56,11 @@ def main(argv):
     group.add_argument("--ratio", type=float, default=None, help="fraction of frames kept (default 0.1)")
     group.add_argument("--max-error", type=float, default=None, help="max joint error in cm")
     ap.add_argument("--handles", choices=("free", "aligned"), default="free")
-    ap.add_argument("--scale", type=float, default=0.01, help="BVH units to metres (0.01 for cm)")
+    ap.add_argument("--scale", default="auto", help=bvh_mod.SCALE_HELP)
+    ap.add_argument("--no-ground", action="store_true",
+                    help="keep the file's height (default: the lowest foot on the floor)")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         src = materialise(args.input, Path(tmp))
         bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -65,15 +70,17 @@ def main(argv):
             max_error_cm=args.max_error or 1.0,
             handles=args.handles.upper(),
         )
-        result = bvh_io.import_bvh_result(src, scale=args.scale, reduce=settings)
+        result = bvh_io.import_bvh_result(src, scale=args.scale, reduce=settings,
+                                          ground=not args.no_ground)
         print(result.message())
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         stem = src.stem
         blend = (out / f"{stem}.blend").resolve()
         bvh_out = (out / f"{stem}.bvh").resolve()
+        out.mkdir(parents=True, exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-        bvh_io.export_bvh(result.obj, str(bvh_out), scale=1.0 / args.scale)
+        bvh_io.export_bvh(result.obj, str(bvh_out), scale=1.0 / result.units.scale)
         print(f"wrote {blend} and {bvh_out}")
 
 
