@@ -31,6 +31,7 @@ from ..motion import canonical as canon
 from ..motion import rotations as rot
 from ..retarget import conventions as cv
 from ..retarget import mapping as rmap
+from ..retarget import posecheck
 from ..retarget import solve as rsolve
 from . import actions, fcurve_io
 from .edits import Rollback, assign_keeping_previous, set_scene_range
@@ -54,6 +55,8 @@ class RetargetResult:
     foot_drift_cm: float | None = None  # largest distance of a pinned ankle from its pin
     warnings: list = field(default_factory=list)
     seconds: float = 0.0
+    check: object = None  # retarget.posecheck.MotionCheck of the motion written
+    reference: object = None  # Reference: the standing pose the rig was aligned in
 
     def message(self) -> str:
         text = (f"Retargeted {self.frames:,} frames onto '{self.obj.name}': {len(self.bones)} "
@@ -87,16 +90,125 @@ def check_target(obj, what="target"):
         obj.update_from_editmode()
 
 
-def target_rig(obj) -> rsolve.TargetRig:
-    """The bones of ``obj`` (rest ``matrix_local``, connection, current ``matrix_basis``)."""
+def target_rig(obj, reference=None) -> rsolve.TargetRig:
+    """The bones of ``obj`` (rest ``matrix_local``, connection, current ``matrix_basis``);
+    with a :class:`Reference` from a frame, that frame's pose is the reference pose and its
+    ``matrix_basis`` the pose of the bones that are not driven."""
     bones = fcurve_io.topological_bones(obj.data.bones)
     names = [b.name for b in bones]
     parents = [b.parent.name if b.parent else None for b in bones]
     rest = np.array([np.array(b.matrix_local, dtype=np.float64) for b in bones])
     connected = [bool(b.use_connect) for b in bones]
-    static = np.array([np.array(obj.pose.bones[n].matrix_basis, dtype=np.float64) for n in names])
+    ref = None
+    if reference is not None and reference.frame is not None:
+        order = {b.name: i for i, b in enumerate(obj.data.bones)}
+        ref = reference.matrices[[order[n] for n in names]]
+        static = reference.basis[[order[n] for n in names]]
+    else:
+        static = np.array([np.array(obj.pose.bones[n].matrix_basis, dtype=np.float64)
+                           for n in names])
     follow = [_copied_bone(obj, obj.pose.bones[n]) for n in names]
-    return rsolve.TargetRig.build(names, parents, rest, connected, static, follow)
+    return rsolve.TargetRig.build(names, parents, rest, connected, static, follow, ref)
+
+
+# =========================================================================== standing pose
+
+
+@dataclass
+class Reference:
+    """The pose of a target that retargeting aligns with the source's T-pose: the rest pose
+    (``frame`` None) or a frame of the rig's action where it stands."""
+
+    frame: int | None = None
+    matrices: np.ndarray = None  # (B, 4, 4) pose_bone.matrix, obj.data.bones order
+    basis: np.ndarray = None  # (B, 4, 4) pose_bone.matrix_basis at that frame
+    description: str = "its rest pose"
+    rest_problems: list = field(default_factory=list)  # why the rest pose does not stand
+
+
+def world_up(obj) -> np.ndarray:
+    """The world's up (+Z) as a unit direction in the armature space of ``obj``."""
+    m = np.array(obj.matrix_world, dtype=np.float64)[:3, :3]
+    v = np.linalg.solve(m, np.array([0.0, 0.0, 1.0]))
+    return v / np.linalg.norm(v)
+
+
+def _mapped_points(obj, mapping, heads):
+    """Canonical joint → position, from ``heads (B, 3)`` in ``obj.data.bones`` order."""
+    order = {b.name: i for i, b in enumerate(obj.data.bones)}
+    return {j: heads[order[b]] for j, b in mapping.mapped.items() if b in order}
+
+
+def _action_range(obj, what="target"):
+    """``(action, first, last)`` of the keys of the action of ``obj``; raises InputError when
+    there is none."""
+    adt = obj.animation_data
+    action = adt.action if adt is not None else None
+    if action is None:
+        raise InputError(f"The {what} '{obj.name}' has no action")
+    channels = actions.channels_for(obj)
+    curves = [fc for fc in (channels.fcurves if channels else ()) if len(fc.keyframe_points)]
+    if not curves:
+        raise InputError(f"Action '{action.name}' of '{obj.name}' has no keys")
+    first, last = fcurve_io.frame_range(curves)
+    return action, first, last
+
+
+def reference_pose(obj, mapping, frame=None, scan=25) -> Reference:
+    """Where ``obj`` stands: frame ``frame`` of its action when given (refused when it does
+    not stand), else its rest pose when that stands, else the first frame of its action that
+    stands, preferring a T or A pose (``scan`` frames looked at). Raises :class:`InputError`
+    saying what is wrong and how to fix it when there is none."""
+    up = world_up(obj)
+    metres = _cm_per_armature_unit(obj) / 100.0
+    rest_heads = np.array([tuple(b.head_local) for b in obj.data.bones], dtype=np.float64)
+    rest_problems = posecheck.standing_problems(_mapped_points(obj, mapping, rest_heads), up,
+                                                metres)
+    fix = ("pick a frame where it stands upright (Retarget panel › Reference Frame), or pose it "
+           "standing and apply that as its rest pose (Pose › Apply › Apply Pose as Rest Pose)")
+    if frame is None and not rest_problems:
+        return Reference()
+    rest_text = "; ".join(rest_problems)
+    if frame is not None:
+        frames = [int(frame)]
+        action = obj.animation_data.action if obj.animation_data else None
+    else:
+        try:
+            action, first, last = _action_range(obj)
+        except InputError as exc:
+            raise InputError(
+                f"Cannot retarget onto '{obj.name}': its rest pose does not stand "
+                f"({rest_text}) and it has no action with a standing frame ({exc}). Give it an "
+                f"action where it stands (e.g. the motion it was imported with), {fix}.") from None
+        frames = [first] + [int(f) for f in np.unique(np.linspace(first, last, scan).round())
+                            if int(f) != first]
+    P = _sample_pose(obj, frames)
+    found, found_ta = None, None
+    problems = []
+    for i, f in enumerate(frames):
+        pts = _mapped_points(obj, mapping, P[i, :, :3, 3])
+        problems = posecheck.standing_problems(pts, up, metres)
+        if not problems:
+            found = i if found is None else found
+            if posecheck.is_t_or_a_pose(pts, up):
+                found_ta = i
+                break
+    pick = found_ta if found_ta is not None else found
+    if pick is None:
+        if frame is not None:
+            raise InputError(
+                f"Cannot retarget onto '{obj.name}': at the reference frame {frame} it does not "
+                f"stand ({'; '.join(problems)}). Pick a frame where it stands upright, or turn "
+                "the reference frame off to use its rest pose.")
+        raise InputError(
+            f"Cannot retarget onto '{obj.name}': its rest pose does not stand ({rest_text}) and "
+            f"no frame of its action '{action.name}' ({frames[0]}–{frames[-1]}) stands either. "
+            f"Give it an action where it stands, {fix}.")
+    f = frames[pick]
+    basis = _sample_pose(obj, [f], "matrix_basis")[0]
+    name = f"'{action.name}'" if action is not None else "its action"
+    kind = " (a T/A pose)" if pick == found_ta else ""
+    return Reference(f, P[pick], basis, f"frame {f} of {name}{kind}", rest_problems)
 
 
 def _copied_bone(obj, pb):
@@ -126,7 +238,7 @@ def detect_object_mapping(obj) -> rmap.BoneMapping:
     """Detect the bone mapping of armature ``obj`` (never raises for a poor rig: see
     :func:`.mapping.require_core`)."""
     check_target(obj)
-    return rmap.detect_mapping(*_tree_args(obj))
+    return rmap.detect_mapping(*_tree_args(obj), up=world_up(obj))
 
 
 def stored_mapping(obj):
@@ -175,7 +287,7 @@ def retarget_motion(local_quats, root_translation, fps, target_obj, mapping=None
 def retarget_motion_result(local_quats, root_translation, fps, target_obj, mapping=None,
                            foot_pinning=False, reduce=None, *, name="Retarget", frame_start=1,
                            root_motion="HIPS", resample=True, set_frame_range=False,
-                           verify=True) -> RetargetResult:
+                           verify=True, reference_frame=None) -> RetargetResult:
     """:func:`retarget_motion` returning a :class:`RetargetResult`.
 
     name: the new action's name. frame_start: scene frame of the first motion frame.
@@ -183,11 +295,19 @@ def retarget_motion_result(local_quats, root_translation, fps, target_obj, mappi
     mapping's root bone carries the ground-plane part). resample: convert ``fps`` to the
     scene frame rate (else one motion frame per scene frame). set_frame_range: set the
     scene's frame range to the new keys. verify: evaluate a few frames with Blender and warn
-    when constraints or drivers move the bones elsewhere.
+    when constraints or drivers move the bones elsewhere. reference_frame: a frame of the
+    target's action where it stands, to align with the source instead of its rest pose (None:
+    the one set in its Retarget settings, else the rest pose when it stands, else a standing
+    frame found in its action: :func:`reference_pose`).
+
+    The retargeted motion is checked before anything is written (head above hips above feet,
+    feet on the floor, standing height within 5 % of the rig's: :mod:`..retarget.posecheck`);
+    an :class:`InputError` says what is wrong otherwise.
     """
     t0 = time.perf_counter()
     check_target(target_obj)
     mapping = resolve_mapping(target_obj, mapping)
+    reference = reference_pose(target_obj, mapping, _reference_frame(target_obj, reference_frame))
     q = np.asarray(local_quats, dtype=np.float64)
     x = np.asarray(root_translation, dtype=np.float64)
     scene = bpy.context.scene
@@ -200,12 +320,12 @@ def retarget_motion_result(local_quats, root_translation, fps, target_obj, mappi
     except canon.CanonicalError as exc:
         raise InputError(f"Invalid motion: {exc}") from None
     return _apply(source, target_obj, mapping, foot_pinning, reduce, name, frame_start,
-                  root_motion, set_frame_range, verify, t0)
+                  root_motion, set_frame_range, verify, t0, reference)
 
 
 def retarget_armature(source_obj, target_obj, mapping=None, foot_pinning=False, reduce=None, *,
                       frame_range=None, source_mapping=None, name=None, root_motion="HIPS",
-                      verify=True) -> RetargetResult:
+                      verify=True, reference_frame=None) -> RetargetResult:
     """The animation of armature ``source_obj`` onto ``target_obj`` (keys on the same frames).
 
     The source is read as Blender evaluates it (every frame of its action, or
@@ -220,25 +340,29 @@ def retarget_armature(source_obj, target_obj, mapping=None, foot_pinning=False, 
     if source_obj == target_obj:
         raise InputError("The source and the target are the same armature: pick another source")
     mapping = resolve_mapping(target_obj, mapping)
+    reference = reference_pose(target_obj, mapping, _reference_frame(target_obj, reference_frame))
     source, first, label = source_from_armature(source_obj, frame_range, source_mapping)
     if name is None:
         name = f"{label} ({target_obj.name})"
     return _apply(source, target_obj, mapping, foot_pinning, reduce, name, first, root_motion,
-                  False, verify, t0)
+                  False, verify, t0, reference)
+
+
+def _reference_frame(obj, frame):
+    """``frame``, else the reference frame set in the Retarget settings of ``obj``, else None."""
+    if frame is not None:
+        return int(frame)
+    settings = getattr(obj, "sparse_motion_retarget", None)
+    if settings is not None and getattr(settings, "use_reference_frame", False):
+        return int(settings.reference_frame)
+    return None
 
 
 def source_from_armature(obj, frame_range=None, mapping=None):
     """``(SourceMotion, first frame, label)`` of the animation of armature ``obj``."""
-    adt = obj.animation_data
-    action = adt.action if adt is not None else None
-    if action is None:
-        raise InputError(f"The source '{obj.name}' has no action to retarget")
+    action, *keyed = _action_range(obj, "source")
     if frame_range is None:
-        channels = actions.channels_for(obj)
-        curves = [fc for fc in (channels.fcurves if channels else ()) if len(fc.keyframe_points)]
-        if not curves:
-            raise InputError(f"Action '{action.name}' of '{obj.name}' has no keys")
-        frame_range = fcurve_io.frame_range(curves)
+        frame_range = keyed
     first, last = int(frame_range[0]), int(frame_range[1])
     if last < first:
         raise InputError(f"Empty frame range {first}-{last}")
@@ -310,9 +434,9 @@ def _canonical_layout(obj):
     return s
 
 
-def _sample_pose(obj, frames):
-    """``pose_bone.matrix`` (armature space) of every bone at each of ``frames`` (integers)
-    → ``(F, B, 4, 4)``, bones in ``obj.data.bones`` order."""
+def _sample_pose(obj, frames, prop="matrix"):
+    """``pose_bone.matrix`` (armature space; or another matrix ``prop``) of every bone at each
+    of ``frames`` (integers) → ``(F, B, 4, 4)``, bones in ``obj.data.bones`` order."""
     scene = bpy.context.scene
     pbones = obj.pose.bones
     n = len(pbones)
@@ -322,7 +446,7 @@ def _sample_pose(obj, frames):
     try:
         for i, f in enumerate(frames):
             scene.frame_set(f)
-            pbones.foreach_get("matrix", out[i])
+            pbones.foreach_get(prop, out[i])
     finally:
         scene.frame_set(f0, subframe=sub0)
     order = {pb.name: i for i, pb in enumerate(pbones)}
@@ -331,16 +455,29 @@ def _sample_pose(obj, frames):
 
 
 def _apply(source, obj, mapping, foot_pinning, reduce, name, frame_start, root_motion,
-           set_frame_range, verify, t0):
-    rig = target_rig(obj)
+           set_frame_range, verify, t0, reference=None):
+    reference = reference or Reference()
+    rig = target_rig(obj, reference)
     if root_motion == "ROOT" and not mapping.root:
         raise InputError(f"'{obj.name}' has no root bone in its mapping: choose root motion on "
                          "the hips, or set the root bone")
     sol = rsolve.solve(source, rig, mapping.bones, root=mapping.root, root_motion=root_motion,
-                       foot_pinning=foot_pinning)
+                       foot_pinning=foot_pinning, hold=_held_bones(rig, mapping, reference))
+    check = check_motion(source, sol, rig, mapping, obj)
+    if check.problems:
+        raise InputError(
+            f"Retargeting onto '{obj.name}' was stopped before writing anything: "
+            f"{'; '.join(check.problems)}. The reference pose ({reference.description}) is "
+            "probably not the rig standing upright, or the bone mapping is wrong: pick a frame "
+            "where it stands (Retarget panel › Reference Frame) or apply a standing pose as its "
+            "rest pose, and check the mapping.")
     F = source.frames
     frames = float(frame_start) + np.arange(F, dtype=np.float64)
     warnings = list(sol.warnings)
+    if reference.frame is not None and reference.rest_problems:
+        warnings.append(f"The rest pose of '{obj.name}' does not stand "
+                        f"({'; '.join(reference.rest_problems)}): retargeted from "
+                        f"{reference.description}, where it stands")
 
     with Rollback() as rb:  # nothing is left behind if any step fails
         action, channels = actions.new_action_for(obj, name or "Retarget")
@@ -394,7 +531,45 @@ def _apply(source, obj, mapping, foot_pinning, reduce, name, frame_start, root_m
     return RetargetResult(
         obj=obj, action=action, frames=F, bones=list(sol.keyed), mapping=mapping, solution=sol,
         frame_start=int(frame_start), reduce_result=reduce_result, pinned_frames=pinned,
-        foot_drift_cm=drift, warnings=warnings, seconds=time.perf_counter() - t0)
+        foot_drift_cm=drift, warnings=warnings, seconds=time.perf_counter() - t0, check=check,
+        reference=reference)
+
+
+def _held_bones(rig, mapping, reference):
+    """Bones that are not mapped but carry mapped bones and are posed in a reference frame
+    (a pelvis turned over): keyed with that pose, so the new action does not depend on it."""
+    if reference.frame is None:
+        return ()
+    mapped = {rig.index[b] for b in mapping.mapped.values() if b in rig.index}
+    carries = set()
+    for b in mapped:
+        p = rig.parents[b]
+        while p >= 0:
+            carries.add(int(p))
+            p = rig.parents[p]
+    out = []
+    for b in sorted(carries - mapped):
+        st = rig.static[b]
+        if np.abs(st - np.eye(4)).max() > 1e-6:
+            out.append(rig.names[b])
+    return tuple(out)
+
+
+def check_motion(source, sol, rig, mapping, obj) -> posecheck.MotionCheck:
+    """:func:`..retarget.posecheck.motion_problems` of a solution (before it is written):
+    the target's mapped joints in its reference pose and on every frame, against the source,
+    along the world's up."""
+    J = len(cv.JOINTS)
+    pos = np.full((source.frames, J, 3), np.nan)
+    ref = np.full((J, 3), np.nan)
+    for j, bone in mapping.mapped.items():
+        i = cv.INDEX[j]
+        if bone in sol.bone_index and source.present[i]:
+            pos[:, i] = sol.heads[:, sol.bone_index[bone]]
+            ref[i] = rig.ref_heads[rig.index[bone]]
+    return posecheck.motion_problems(source.positions, source.ref_positions, source.body[:, 1],
+                                     pos, ref, world_up(obj),
+                                     metres=_cm_per_armature_unit(obj) / 100.0)
 
 
 def _rotation_values(pb, quat):

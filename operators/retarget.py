@@ -8,7 +8,7 @@ canonical joint (joint name → bone name, edited with a bone picker in the Reta
 """
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
-                       PointerProperty, StringProperty)
+                       IntProperty, PointerProperty, StringProperty)
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .reporting import poll_problem, reports_user_errors, run_and_report
@@ -50,6 +50,14 @@ class SPARSEMOTION_PG_retarget(bpy.types.PropertyGroup):
     reduce: BoolProperty(name="Reduce Keyframes", default=True,
                          description="Write sparse keys (the keyframe engine) instead of one "
                                      "key per frame")
+    use_reference_frame: BoolProperty(
+        name="Reference Frame", default=False,
+        description="Align the motion with this armature's pose at a frame of its action "
+                    "where it stands, instead of its rest pose (off: the rest pose when it "
+                    "stands, else a standing frame found in the action)")
+    reference_frame: IntProperty(
+        name="Frame", default=0,
+        description="Frame of this armature's action where it stands upright")
     __annotations__.update({k: v for k, v in reduce_props().items()
                             if k in ("mode", "ratio", "max_error", "handles")})
 

@@ -60,6 +60,11 @@ class SPARSEMOTION_PT_retarget(MotionTab, bpy.types.Panel):
                 box.label(text=f"Unmapped: {', '.join(missing[:6])}{more}")
 
         # ---- options and the button
+        row = layout.row(align=True)
+        row.prop(settings, "use_reference_frame")
+        sub = row.row(align=True)
+        sub.enabled = settings.use_reference_frame
+        sub.prop(settings, "reference_frame")
         layout.prop(settings, "root_motion")
         layout.prop(settings, "foot_pinning")
         layout.prop(settings, "reduce")

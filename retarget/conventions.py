@@ -178,6 +178,20 @@ CONVENTIONS = (
         signature=("spine.001", "spine.004", "upper_arm.L", "heel.02.L", "pelvis.L"),
     ),
     Convention(
+        # MotionBuilder / HumanIK names without a namespace (Mixamo's names with its
+        # ``mixamorig:`` namespace are told apart by that prefix)
+        "HUMANIK", "MotionBuilder HumanIK",
+        {
+            "Hips": ["Hips"], "Spine": ["Spine"], "Chest": ["Spine2", "Spine1"],
+            "Neck": ["Neck"], "Head": ["Head"],
+            "Shoulder": ["{s}Shoulder"], "UpperArm": ["{s}Arm"], "LowerArm": ["{s}ForeArm"],
+            "Hand": ["{s}Hand"], "UpperLeg": ["{s}UpLeg"], "LowerLeg": ["{s}Leg"],
+            "Foot": ["{s}Foot"], "Toes": ["{s}ToeBase"],
+        },
+        sides=("Left", "Right"), root=("Reference",),
+        signature=("Hips", "LeftUpLeg", "LeftForeArm", "LeftToeBase"),
+    ),
+    Convention(
         "MIXAMO", "Mixamo",
         {
             "Hips": ["Hips"], "Spine": ["Spine"], "Chest": ["Spine2", "Spine1"],
@@ -228,6 +242,56 @@ CONVENTIONS = (
         },
         sides=("L", "R"), root=("CC_Base_BoneRoot", "RL_BoneRoot"),
         signature=("CC_Base_Hip", "CC_Base_Waist", "CC_Base_L_Upperarm"), case_sensitive=False,
+    ),
+    Convention(
+        # DAZ Studio Genesis 3 / 8 (bend and twist bones: the bend bones are driven), then
+        # Genesis 1 / 2 and Poser figures
+        "DAZ", "DAZ / Poser (Genesis)",
+        {
+            "Hips": ["hip"], "Spine": ["abdomenLower", "abdomen"],
+            "Chest": ["chestUpper", "chest", "chestLower", "abdomen2"],
+            "Neck": ["neckLower", "neck"], "Head": ["head"],
+            "Shoulder": ["{s}Collar"], "UpperArm": ["{s}ShldrBend", "{s}Shldr"],
+            "LowerArm": ["{s}ForearmBend", "{s}ForeArm", "{s}Forearm"], "Hand": ["{s}Hand"],
+            "UpperLeg": ["{s}ThighBend", "{s}Thigh"], "LowerLeg": ["{s}Shin"],
+            "Foot": ["{s}Foot"], "Toes": ["{s}Toe", "{s}Metatarsals"],
+        },
+        sides=("l", "r"),
+        signature=("lCollar", "lShldrBend", "lThighBend", "abdomenLower", "lShldr", "lShin"),
+    ),
+    Convention(
+        # CMU motion-capture ASF skeletons (and BVH files converted from them)
+        "CMU", "CMU ASF",
+        {
+            "Hips": ["root", "hip"], "Spine": ["lowerback"], "Chest": ["thorax", "upperback"],
+            "Neck": ["lowerneck", "upperneck"], "Head": ["head"],
+            "Shoulder": ["{s}clavicle"], "UpperArm": ["{s}humerus"], "LowerArm": ["{s}radius"],
+            "Hand": ["{s}wrist", "{s}hand"], "UpperLeg": ["{s}femur"], "LowerLeg": ["{s}tibia"],
+            "Foot": ["{s}foot"], "Toes": ["{s}toes"],
+        },
+        sides=("l", "r"),
+        signature=("lhipjoint", "lfemur", "lhumerus", "lowerback", "upperneck"),
+    ),
+    Convention(
+        # 3ds Max Biped (``Bip01`` or ``Bip001``): the thighs hang from the first spine bone,
+        # the clavicles from the neck
+        "BIPED", "3ds Max Biped",
+        {
+            "Hips": ["Bip01 Pelvis", "Bip001 Pelvis"], "Spine": ["Bip01 Spine", "Bip001 Spine"],
+            "Chest": ["Bip01 Spine2", "Bip001 Spine2", "Bip01 Spine3", "Bip001 Spine3",
+                      "Bip01 Spine1", "Bip001 Spine1"],
+            "Neck": ["Bip01 Neck", "Bip001 Neck"], "Head": ["Bip01 Head", "Bip001 Head"],
+            "Shoulder": ["Bip01 {s} Clavicle", "Bip001 {s} Clavicle"],
+            "UpperArm": ["Bip01 {s} UpperArm", "Bip001 {s} UpperArm"],
+            "LowerArm": ["Bip01 {s} Forearm", "Bip001 {s} Forearm"],
+            "Hand": ["Bip01 {s} Hand", "Bip001 {s} Hand"],
+            "UpperLeg": ["Bip01 {s} Thigh", "Bip001 {s} Thigh"],
+            "LowerLeg": ["Bip01 {s} Calf", "Bip001 {s} Calf"],
+            "Foot": ["Bip01 {s} Foot", "Bip001 {s} Foot"],
+            "Toes": ["Bip01 {s} Toe0", "Bip001 {s} Toe0"],
+        },
+        sides=("L", "R"), root=("Bip01", "Bip001"),
+        signature=("Bip01", "Bip001", "Bip01 Pelvis", "Bip001 Pelvis"),
     ),
     Convention(
         "CANONICAL", "Sparse Motion canonical (Bandai Namco BVH)",

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import InputError
 from . import conventions as cv
+from .posecheck import standing_problems
 
 PRESET_FORMAT = "sparse_motion.retarget_mapping"
 PRESET_VERSION = 1
@@ -329,9 +330,14 @@ def classify(name: str):
 # =========================================================================== detection
 
 
-def detect_mapping(names, parents, heads=None) -> BoneMapping:
+def detect_mapping(names, parents, heads=None, up=None) -> BoneMapping:
     """Detect the bone mapping of a rig from its bone names, parents (names or indices; None
-    or -1 for roots) and optional rest heads (armature space, any unit).
+    or -1 for roots) and optional rest heads (armature space, any unit). ``up``: the world's
+    up direction in armature space, if known.
+
+    With heads, the confidence also reflects the rest pose: one that does not stand (legs
+    pointing up, head below the hips: :func:`.posecheck.standing_problems`) keeps at most
+    40 % and gets a note.
 
     Never raises for an unusable rig: the result lists what is unmapped; see
     :func:`require_core`.
@@ -362,6 +368,9 @@ def detect_mapping(names, parents, heads=None) -> BoneMapping:
                      if (a := _mapped_ancestor_joint(j, found)) is not None
                      and not tree.is_ancestor(found[a], found[j])) / total
         score += 0.05 * sum(1 for s in conv.signature if key(_strip_namespace(s)) in table)
+        if conv.prefix and any(n.lower().startswith(conv.prefix.rstrip(":").lower())
+                               and _strip_namespace(n) != n for n in tree.names):
+            score += 0.1  # Mixamo's namespace: the same names as HumanIK's otherwise
         if score > best_score:
             best, best_score, best_map = conv, score, found
     quality = {}
@@ -408,6 +417,13 @@ def detect_mapping(names, parents, heads=None) -> BoneMapping:
     confidence = sum(_weight(j) * quality.get(j, 0.0) for j in cv.JOINTS) / total
     if any(bones[j] is None for j in cv.CORE_JOINTS):
         confidence *= 0.5
+    if tree.heads is not None:
+        problems = standing_problems(
+            {j: tree.heads[i] for j, i in assigned.items()}, up)
+        if problems:
+            confidence = min(confidence, 0.4)
+            notes.append("The rest pose does not stand (" + "; ".join(problems) + "): "
+                         "retargeting works from a frame of the rig's action where it stands")
     return BoneMapping(bones, root, convention, round(float(confidence), 3), notes)
 
 

@@ -150,6 +150,9 @@ class TargetRig:
     connected: ``(B,)`` ``use_connect`` (a connected bone cannot move off its parent's tail).
     follow: ``(B,)`` index of the bone whose pose a bone copies (a full world-space Copy
         Transforms constraint, as in Rigify's ORG chains), -1 for none.
+    ref: ``(B, 4, 4)`` armature-space pose matrices of the *reference pose*, a pose where the
+        rig stands (what is aligned with the source's T-pose; see :mod:`.posecheck`): the rest
+        pose when None. A frame of the rig's action when its rest pose does not stand.
     """
 
     names: list
@@ -158,6 +161,7 @@ class TargetRig:
     connected: np.ndarray = None
     static: np.ndarray = None
     follow: np.ndarray = None
+    ref: np.ndarray = None
 
     def __post_init__(self):
         self.names = [str(n) for n in self.names]
@@ -174,6 +178,10 @@ class TargetRig:
                        else np.asarray(self.static, dtype=np.float64).reshape(B, 4, 4))
         self.follow = (np.full(B, -1, np.int64) if self.follow is None
                        else np.asarray(self.follow, dtype=np.int64).copy())
+        self.ref = (self.rest.copy() if self.ref is None
+                    else np.asarray(self.ref, dtype=np.float64).reshape(B, 4, 4).copy())
+        self.ref[:, :3, :3] /= np.maximum(np.linalg.norm(self.ref[:, :3, :3], axis=-2,
+                                                         keepdims=True), 1e-12)  # no scale
         self.index = {n: i for i, n in enumerate(self.names)}
         self.order = self._evaluation_order()
 
@@ -207,7 +215,8 @@ class TargetRig:
         return order
 
     @classmethod
-    def build(cls, names, parents, rest, connected=None, static=None, follow=None) -> "TargetRig":
+    def build(cls, names, parents, rest, connected=None, static=None, follow=None,
+              ref=None) -> "TargetRig":
         """Any order: parents (and follow) as names or indices (None/-1 for none); sorted
         parents first."""
         names = [str(n) for n in names]
@@ -237,15 +246,20 @@ class TargetRig:
         con = None if connected is None else np.asarray(connected, bool)[order]
         st = None if static is None else np.asarray(static, dtype=np.float64)[order]
         fol = None
+        ref = None if ref is None else np.asarray(ref, dtype=np.float64)[order]
         if follow is not None:
             f = [index(x) for x in follow]
             fol = [pos[f[i]] if f[i] >= 0 else -1 for i in order]
         return cls([names[i] for i in order], [pos[par[i]] if par[i] >= 0 else -1 for i in order],
-                   rest, con, st, fol)
+                   rest, con, st, fol, ref)
 
     @property
     def heads(self) -> np.ndarray:
         return self.rest[:, :3, 3]
+
+    @property
+    def ref_heads(self) -> np.ndarray:
+        return self.ref[:, :3, 3]
 
     def descendants(self, i) -> np.ndarray:
         """Bone ``i`` and every bone below it (boolean mask)."""
@@ -618,7 +632,7 @@ class Solution:
 
 def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_motion="HIPS",
           foot_pinning=False, pin_blend=3, max_hip_drop=0.08, pin_at="START",
-          drop_for_toes=False) -> Solution:
+          drop_for_toes=False, hold=()) -> Solution:
     """Retarget ``source`` onto ``rig``.
 
     bones: canonical joint name → bone name (missing / None: not driven). ``root``: a bone
@@ -626,7 +640,13 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
     ``pin_blend`` frames) where the contact starts (``pin_at="START"``) or where the source
     foot is slowest in it (``"SLOWEST"``), lowering the hips by up to ``max_hip_drop`` of the
     leg length where a planted heel (and, with ``drop_for_toes``, a planted toe joint) is out
-    of the leg's reach; otherwise the leg stretches as far as it can.
+    of the leg's reach; otherwise the leg stretches as far as it can. ``hold``: bones (names)
+    that are not driven but are keyed with their ``static`` pose (unmapped bones between mapped
+    ones that the reference pose turns, e.g. a pelvis turned over).
+
+    The target is aligned in its reference pose (``rig.ref``: the rest pose unless a standing
+    frame was given); its hip centre's height comes from there, its place on the ground from
+    the rest pose.
     """
     if root_motion not in ROOT_MOTIONS:
         raise InputError(f"Root motion must be one of {', '.join(ROOT_MOTIONS)}, "
@@ -646,7 +666,7 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
     F = source.frames
     present = np.zeros(_J, bool)
     present[list(bone_of)] = True
-    heads_rest = rig.heads
+    heads_rest = rig.ref_heads
     tpos = np.zeros((_J, 3))
     for j, b in bone_of.items():
         tpos[j] = heads_rest[b]
@@ -657,7 +677,7 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
     # aligned rest rotations T'_j and the constant factor M_j = S_jᵀ Cᵀ T'_j
     goal = source.ref_dirs @ carry.T
     align = _alignments(tpos, present, goal)
-    rest_rot = rig.rest[:, :3, :3]
+    rest_rot = rig.ref[:, :3, :3]
     target_rot = {}
     for j, b in bone_of.items():
         M = source.ref_rots[j].T @ carry.T @ (align[j] @ rest_rot[b])
@@ -696,9 +716,14 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
     # hip centre path
     hc_src = _hip_centre(source.positions, source.present, axis=1)
     hc_src_ref = _hip_centre(source.ref_positions, source.present, axis=0)
-    hc_rest = _hip_centre(tpos, present, axis=0)
-    hc_goal = hc_rest + k * (hc_src - hc_src_ref) @ carry.T  # (F, 3)
     up_t = body_t[:, 1]
+    hc_rest = _hip_centre(tpos, present, axis=0)
+    rest_pos = np.zeros((_J, 3))
+    for j, b in bone_of.items():
+        rest_pos[j] = rig.heads[b]
+    shift = _hip_centre(rest_pos, present, axis=0) - hc_rest
+    hc_rest = hc_rest + shift - (shift @ up_t) * up_t  # on the ground where the rest pose is
+    hc_goal = hc_rest + k * (hc_src - hc_src_ref) @ carry.T  # (F, 3)
 
     def fk(target_rot):
         return _forward(rig, target_rot, hips_bone, root_bone, root_motion, hc_goal, hc_rest,
@@ -772,6 +797,15 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
 
     # pose channels
     keyed = {}
+    for name in hold:
+        b = rig.index[name]
+        if b in target_rot or b in loc_bones:
+            continue
+        st = rig.static[b]
+        R = st[:3, :3] / np.maximum(np.linalg.norm(st[:3, :3], axis=0, keepdims=True), 1e-12)
+        quat = np.broadcast_to(_rot.matrix_to_quat(R), (F, 4)).copy()
+        loc = None if np.linalg.norm(st[:3, 3]) < 1e-9 else np.broadcast_to(st[:3, 3], (F, 3)).copy()
+        keyed[name] = (quat, loc)
     for b in sorted(set(target_rot) | set(loc_bones)):
         p = rig.parents[b]
         rel = rig.rest[b] if p < 0 else affine_inverse(rig.rest[p]) @ rig.rest[b]
