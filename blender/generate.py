@@ -15,6 +15,7 @@ action of the armature keeps a fake user; the generation settings are stored on 
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from .edits import Rollback, set_scene_range
 from .reduce import ReduceSettings
 
 __all__ = ["GenerateRequest", "GenerateResult", "prepare", "sample", "apply", "generate",
-           "get_model", "action_name"]
+           "get_model", "action_name", "clip_frames"]
 
 KEY_MODES = ("MODEL", "PERCENT")
 
@@ -161,7 +162,7 @@ def prepare(req: GenerateRequest) -> tuple[SmdmModel, str, int]:
                              "set its bone mapping in the Retarget panel")
     settings = RuntimeSettings(device=req.device, threads=int(req.threads or 0))
     model = get_model(req.model, settings, req.backend)
-    frames = int(round(float(req.seconds) * model.fps))
+    frames = clip_frames(req.seconds, model.fps)
     prompt = model.check_request(req.prompt, frames, req.steps, req.guidance, req.gamma,
                                  req.results, req.key_percent / 100.0)
     return model, prompt, frames
@@ -181,6 +182,28 @@ def sample(model: SmdmModel, req: GenerateRequest, frames: int, progress=None,
         gen.motion(r)
     gen.timings["decoding"] = time.perf_counter() - t0
     return gen
+
+
+def clip_frames(seconds: float, fps: float) -> int:
+    """The length rule: ``seconds`` at ``fps`` is round(seconds × fps) frames (halves up), the
+    frames ``start … start + n - 1``, each lasting 1/fps, so the clip plays for ``seconds``
+    (6 s at 30 fps: 180 frames, 1–180)."""
+    return int(math.floor(float(seconds) * float(fps) + 0.5))
+
+
+def _to_scene_rate(q, x, src_fps: float, dst_fps: float, frames: int):
+    """The model's motion as ``frames`` frames at ``dst_fps``: frame ``j`` at time
+    ``j / dst_fps`` (slerp/lerp between the model's frames); the last fraction of a model
+    frame that the model's last frame does not reach holds that pose. (Resampling only the
+    span between the first and last model frame gave one frame less: 120 frames at 20 fps
+    span 5.95 s, 179 frames at 30 fps.)"""
+    need = int(math.ceil((frames - 1) * src_fps / dst_fps - 1e-9)) + 1 - len(q)
+    if need > 0:
+        q = np.concatenate([q, np.repeat(q[-1:], need, axis=0)])
+        x = np.concatenate([x, np.repeat(x[-1:], need, axis=0)])
+    if abs(src_fps - dst_fps) > 1e-6:
+        q, x = canon.resample(q, x, src_fps, dst_fps)
+    return q[:frames], x[:frames]
 
 
 def _scene_keys(keys, fps_src, fps_dst, frames_dst, frame_start):
@@ -206,8 +229,7 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
         for r in range(R):
             q, x = gen.motion(r)
             name = action_name(gen.text, gen.seed, r, R)
-            q, x = canon.resample(q, x, gen.fps, scene_fps) if abs(gen.fps - scene_fps) > 1e-6 \
-                else (q, x)
+            q, x = _to_scene_rate(q, x, gen.fps, scene_fps, clip_frames(req.seconds, scene_fps))
             F = len(q)
             if req.key_mode == "MODEL":
                 kf = _scene_keys(gen.keys[r], gen.fps, scene_fps, F, req.frame_start)

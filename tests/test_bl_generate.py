@@ -97,8 +97,8 @@ def test_same_seed_same_keys_and_other_frame_rates():
     c = gen.generate(request(seed=8))
     kc = keys_of(c.actions[0], c.obj)
     assert any(not np.array_equal(ka[k][0], kc[k][0]) for k in ka if k in kc)
-    # 60 frames at 20 fps span 2.95 s: resampled to 24 fps, 71 frames
-    assert max(co[:, 0].max() for co, _ in ka.values()) == 1 + int(59 * 24 / 20)
+    # 3 s at 24 fps: 72 frames, 1–72 (the model's 60 frames at 20 fps, resampled)
+    assert max(co[:, 0].max() for co, _ in ka.values()) == 72 == a.frames
 
 
 def test_several_results_and_percentage_keys_onto_a_target():
@@ -113,6 +113,44 @@ def test_several_results_and_percentage_keys_onto_a_target():
     assert [a.name for a in res.actions] == [f"a person walks forward #1.{i}" for i in (1, 2, 3)]
     n_frames = {len(fc.keyframe_points) for fc in actions.channels_for(rig).fcurves}
     assert max(n_frames) <= 0.1 * 60 + 2
+
+
+@pytest.mark.parametrize("seconds, fps, frames", [
+    (6, 30, 180), (20, 30, 600), (6, 24, 144), (6, 20, 120), (2.5, 25, 63), (0.5, 60, 30)])
+def test_n_seconds_at_f_fps_give_round_n_times_f_frames(seconds, fps, frames):
+    """The length rule, through the Generate Motion operator: frames 1 … round(N × F)."""
+    fx.reset()
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = fps, 1.0
+    assert bpy.ops.sparse_motion.generate_motion(prompt="a person walks forward",
+                                                 seconds=seconds, model=MODEL,
+                                                 steps=10) == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    action = actions.channels_for(obj).action
+    assert tuple(action.frame_range) == (1.0, float(frames))
+    assert (scene.frame_start, scene.frame_end) == (1, frames)
+    assert gen.clip_frames(seconds, fps) == frames
+
+
+def test_scene_frames_are_the_models_motion_at_the_scene_rate():
+    """30 fps frame 1 + 3k shows the model's frame 2k (same time, 0.1k s): nothing is
+    stretched; the last 30 fps frame, a third of a model frame past its last one, holds it."""
+    def hips_track(fps):
+        fx.reset()
+        bpy.context.scene.render.fps = fps
+        res = gen.generate(request(seed=3, key_mode="PERCENT", key_percent=100.0))
+        hips = res.obj.pose.bones["Hips"]
+        track = []
+        for f in range(1, res.frames + 1):
+            bpy.context.scene.frame_set(f)
+            track.append(tuple(res.obj.matrix_world @ hips.head))
+        return np.array(track)
+
+    at20, at30 = hips_track(20), hips_track(30)
+    assert (len(at20), len(at30)) == (60, 90)
+    np.testing.assert_allclose(at30[0::3], at20[0::2], atol=1e-4)
+    np.testing.assert_allclose(at30[-1], at20[-1], atol=1e-4)
+    assert np.linalg.norm(at30[-1] - at30[0]) > 0.1  # it moves (metres)
 
 
 def test_operator_is_one_undo_step():

@@ -24,7 +24,7 @@ def test_generate_tool_writes_blend_and_bvh(tmp_path):
     bvh = tmp_path / "a-person-walks-forward-4.bvh"
     assert blend.is_file() and bvh.is_file()
     data = bvh_mod.read(bvh.read_bytes())
-    assert data.num_joints == 21 and data.num_frames == 59  # 2 s at 20 fps → 30 fps
+    assert data.num_joints == 21 and data.num_frames == 60  # 2 s at 30 fps: round(2 × 30)
     assert abs(data.frame_time - 1 / 30) < 1e-6
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     action = bpy.data.actions["A person walks forward. #4"]
