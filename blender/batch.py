@@ -73,6 +73,7 @@ def _write_files(obj, made, folder: Path, item_id: str, formats) -> list:
     files = []
     if "blend" in formats:
         path = folder / f"{item_id}.blend"
+        path.unlink(missing_ok=True)  # an item redone after a kill: no .blend1 backup
         bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False,
                                     compress=False)
         files.append(path)

@@ -22,13 +22,16 @@ import io
 import json
 import os
 import re
+import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
 
 __all__ = ["BatchItem", "Defaults", "PromptsError", "read_prompts", "parse_prompts",
-           "parse_shard", "select_shard", "Manifest", "slug"]
+           "parse_shard", "select_shard", "Manifest", "slug", "to_do", "WorkerFiles",
+           "recover_worker_manifests", "Progress"]
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -261,3 +264,101 @@ class Manifest:
         for k, v in other.entries.items():
             if v.get("status") == "ok" or k not in self.entries:
                 self.entries[k] = v
+
+
+def to_do(items, manifest: Manifest, retry_failed: bool = False) -> list:
+    """The items a run must do, decided once from the saved manifest: every item not ``ok``
+    in it; a failed one only with ``retry_failed``."""
+    return [it for it in items if not manifest.done(it.id)
+            and (retry_failed or it.id not in manifest.entries)]
+
+
+@dataclass
+class WorkerFiles:
+    """Worker ``k`` of ``n`` of a run whose manifest is ``manifest``: its own manifest (it
+    records its items there; the parent folds them into the run's manifest), its to-do list
+    (the ids the parent gave it) and its log (stderr)."""
+
+    manifest: Path
+    k: int
+    n: int
+
+    def _path(self, suffix: str) -> Path:
+        m = Path(self.manifest)
+        return m.with_name(f"{m.stem}.worker-{self.k}-of-{self.n}{suffix}")
+
+    @property
+    def part(self) -> Path:
+        return self._path(".json")
+
+    @property
+    def todo(self) -> Path:
+        return self._path(".todo")
+
+    @property
+    def log(self) -> Path:
+        return self._path(".log")
+
+    def write_todo(self, ids) -> None:
+        tmp = self.todo.with_name(self.todo.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(list(ids)) + "\n", encoding="utf-8")
+        os.replace(tmp, self.todo)
+
+    def read_todo(self) -> list:
+        try:
+            return list(json.loads(self.todo.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the worker's to-do list {str(self.todo)!r}: "
+                             f"{exc}") from None
+
+    def remove(self) -> None:
+        for p in (self.part, self.todo, self.log):
+            p.unlink(missing_ok=True)
+
+    @staticmethod
+    def leftovers(manifest) -> list:
+        """The worker manifests of ``manifest``'s run left by an earlier, killed run."""
+        m = Path(manifest)
+        return sorted(m.parent.glob(f"{m.stem}.worker-*-of-*.json"))
+
+
+def recover_worker_manifests(manifest: Manifest) -> int:
+    """Fold the worker manifests a killed run left into ``manifest``, save it, then delete
+    them (in that order: a kill in between loses nothing). Returns how many were found."""
+    parts = WorkerFiles.leftovers(manifest.path)
+    for part in parts:
+        manifest.merge(Manifest.load(part))
+    if parts:
+        manifest.save()
+    for part in parts:
+        part.unlink()
+    for stale in Path(manifest.path).parent.glob(f"{Path(manifest.path).stem}.worker-*-of-*"):
+        stale.unlink(missing_ok=True)  # to-do lists, logs and temporary files of that run
+    return len(parts)
+
+
+class Progress:
+    """``k/n items, f failed, elapsed, ~left`` on ``stream`` (stderr), n the items this run
+    does; one line per item, or a line rewritten in place on a terminal."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.done, self.failed = int(total), 0, 0
+        self.t0 = time.perf_counter()
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def line(self, item_id: str, ok: bool, elapsed: float) -> str:
+        left = max(0.0, elapsed / max(self.done, 1) * (self.total - self.done))
+        bar = "#" * int(20 * min(self.done, self.total) / max(self.total, 1))
+        return (f"[{bar:<20}] {self.done}/{self.total} items, {self.failed} failed, "
+                f"{elapsed:.0f} s elapsed, ~{left:.0f} s left — {item_id} "
+                f"{'ok' if ok else 'FAILED'}")
+
+    def update(self, item_id: str, ok: bool) -> None:
+        self.done += 1
+        self.failed += 0 if ok else 1
+        line = self.line(item_id, ok, time.perf_counter() - self.t0)
+        self.stream.write(("\r" + line + " " * 8) if self.tty else line + "\n")
+        if self.tty and self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()

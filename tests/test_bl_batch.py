@@ -15,6 +15,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import smdm_fixture  # noqa: E402
+from proc_fixture import alive, children, wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "batch_generate.py"
@@ -142,6 +143,82 @@ def test_two_workers_equal_one_run(env, prompts, reference, tmp_path):
     assert r.returncode == 1, r.stderr[-3000:]
     assert comparable(out) == comparable(reference[0])
     assert not list(out.glob("manifest.worker-*"))
+
+
+# two quick items, then slow ones (20 s, many steps, about 2 s each here): the kill lands
+# while the workers have seconds of work left, so an orphan would still be seen running
+SLOW_CSV = "id,prompt,seconds,seed,steps\n" + "".join(
+    f"{i},{p},{s},{k},{n}\n" for k, (i, p, s, n) in enumerate([
+        ("q1", "a person walks forward", 2, 10), ("q2", "a person raises both arms", 6, 10),
+        ("s1", "someone walks straight ahead", 20, 500), ("s2", "a man jumps", 20, 500),
+        ("s3", "a person waves", 20, 500), ("s4", "someone turns around", 20, 500),
+        ("s5", "a person sits down", 20, 500), ("s6", "a person runs", 20, 500)]))
+
+
+def recorded(out: Path) -> dict:
+    """Every item recorded so far: the run's manifest and its workers' manifests."""
+    found = {}
+    for m in [out / "manifest.json", *sorted(out.glob("manifest.worker-*-of-*.json"))]:
+        try:
+            found.update(json.loads(m.read_text())["items"])
+        except (OSError, ValueError):
+            pass  # not there yet
+    return found
+
+
+def snapshot(out: Path, ids) -> dict:
+    """Modification times (ns) and bytes of the recorded items' files."""
+    data = recorded(out)
+    return {f: ((out / f).stat().st_mtime_ns, (out / f).read_bytes())
+            for i in ids for f in data[i]["files"]}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_and_resume_with_two_workers_redoes_nothing(env, tmp_path):
+    prompts = tmp_path / "slow.csv"
+    prompts.write_text(SLOW_CSV)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), str(prompts), "--out", str(out), "--model",
+           smdm_fixture.NAME, "--threads", "1", "--workers", "2"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids = []
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and p.poll() is None:
+            kids = sorted(set(kids) | set(children(p.pid)))
+            if any(v["status"] == "ok" for v in recorded(out).values()):
+                break
+            time.sleep(0.02)
+        kids = sorted(set(kids) | set(children(p.pid)))
+        p.send_signal(signal.SIGKILL)
+        p.wait(30)
+        assert len(kids) == 2, kids
+        assert wait_for(lambda: not any(alive(k) for k in kids), 3.0), \
+            "a worker outlived its killed parent"
+    finally:
+        for k in kids:
+            if alive(k):
+                os.kill(k, signal.SIGKILL)
+    done = sorted(k for k, v in recorded(out).items() if v["status"] == "ok")
+    assert 1 <= len(done) < 8, done
+    before = snapshot(out, done)
+    time.sleep(0.05)  # a rewrite would get a later mtime even on coarse clocks
+
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    todo = 8 - len(done)
+    assert f"8 items in this run, {len(done)} already in the manifest, {todo} to do" in r.stderr
+    counts = [ln.split("] ")[1].split(" items")[0] for ln in r.stderr.splitlines()
+              if " items, " in ln and ln.startswith("[")]
+    assert counts == [f"{k}/{todo}" for k in range(1, todo + 1)], r.stderr
+    assert "~-" not in r.stderr
+    assert snapshot(out, done) == before  # not one finished item redone
+    final = json.loads((out / "manifest.json").read_text())["items"]
+    assert sorted(final) == ["q1", "q2", "s1", "s2", "s3", "s4", "s5", "s6"]
+    assert all(v["status"] == "ok" for v in final.values())
+    assert final["q2"]["frames"] == 180 and final["s1"]["frames"] == 600  # round(s × 30 fps)
+    assert sorted(f.name for f in out.iterdir() if f.is_file()) == ["manifest.json"]
+    assert not list(out.rglob("*.blend1"))
 
 
 def test_malformed_prompts_file_names_the_line(env, tmp_path):

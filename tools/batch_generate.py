@@ -13,20 +13,23 @@ DIR/manifest.json (files, seed, model version, timings, metrics, or the error).
   --formats blend,bvh,fbx   what to write per item (default blend,bvh)
   --shard i/n               this machine's share: items whose number modulo n is i-1; its
                             manifest is DIR/manifest.shard-i-of-n.json (merge with --merge)
-  --workers N               N processes on this machine, the model loaded once in each
+  --workers N               N processes on this machine, the model loaded once in each; the
+                            items to do are decided once, here, and split among them; they
+                            die with this process (even a SIGKILLed one)
   --merge                   merge every manifest.*.json of DIR into DIR/manifest.json, then stop
   --blend-all               also collect every ok item's armature and actions into DIR/all.blend
   --seconds --seed --model --count --steps --guidance --keys   defaults for the items
-  --fps 30 --threads 0 --device AUTO|CPU|CUDA
+  --fps 30 --threads 0 --device AUTO|CPU|CUDA   (N seconds at F fps: round(N x F) frames)
 
 Resumable: items already 'ok' in the manifest are skipped (--retry-failed also redoes failed
 ones). A failing item is recorded with its error and the batch goes on. Exit code: 0 when
 every item of this run is ok, 1 when any failed, 2 for a bad command line or prompts file.
-Progress (items done, time left) goes to stderr.
+Progress (k/n items, n those this run does; time left) goes to stderr.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -41,6 +44,7 @@ import bpy  # noqa: E402
 
 from sparse_motion.errors import SparseMotionError  # noqa: E402
 from sparse_motion.pipeline import batch as pb  # noqa: E402
+from sparse_motion.pipeline import workers  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
 
@@ -54,6 +58,7 @@ def parse_args(argv):
     ap.add_argument("--shard", default=None)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # k/N, internal
+    ap.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--merge", action="store_true")
     ap.add_argument("--blend-all", action="store_true")
     ap.add_argument("--retry-failed", action="store_true")
@@ -80,28 +85,6 @@ def parse_args(argv):
 def manifest_path(out: Path, shard) -> Path:
     i, n = shard
     return out / ("manifest.json" if n == 1 else f"manifest.shard-{i}-of-{n}.json")
-
-
-class Progress:
-    """Items done and time left on stderr (one line per item when stderr is not a terminal)."""
-
-    def __init__(self, total):
-        self.total, self.done, self.failed = total, 0, 0
-        self.t0 = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-
-    def update(self, item_id, ok):
-        self.done += 1
-        self.failed += 0 if ok else 1
-        el = time.perf_counter() - self.t0
-        left = el / self.done * (self.total - self.done)
-        bar = "#" * int(20 * self.done / max(self.total, 1))
-        line = (f"[{bar:<20}] {self.done}/{self.total} items, {self.failed} failed, "
-                f"{el:.0f} s elapsed, ~{left:.0f} s left — {item_id} {'ok' if ok else 'FAILED'}")
-        sys.stderr.write(("\r" + line + " " * 8) if self.tty else line + "\n")
-        if self.tty and self.done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def failed_entry(item, exc) -> dict:
@@ -140,40 +123,52 @@ def child_command(argv_rest):
 
 
 def run_workers(pending, out, manifest, args, argv):
-    """N child processes, each with pending[k::N]; their manifests are merged as they go."""
+    """N child processes, worker k given pending[k::N] (its to-do list, decided here, once);
+    each records into its own manifest, folded into ``manifest`` (saved) as items finish.
+    The workers die with this process (pipeline/workers.py), however it ends."""
     n = min(args.workers, len(pending))
-    procs, parts = [], []
-    for k in range(n):
-        part = out / f"manifest.worker-{k + 1}-of-{n}.json"
-        parts.append(part)
-        cmd = child_command([*argv, "--worker", f"{k + 1}/{n}", "--workers", "1"])
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True))
-    progress = Progress(len(pending))
+    files = [pb.WorkerFiles(manifest.path, k + 1, n) for k in range(n)]
+    procs, logs = [], []
+    todo = {it.id for it in pending}
+    progress = pb.Progress(len(pending))
     seen = set()
-    while True:
-        alive = [p.poll() is None for p in procs]
-        for part in parts:
-            if part.is_file():
-                try:
-                    m = pb.Manifest.load(part)
-                except SparseMotionError:
-                    continue  # being written
-                for k, v in m.entries.items():
-                    if k not in seen:
-                        seen.add(k)
-                        manifest.entries[k] = v
-                        progress.update(k, v.get("status") == "ok")
-        if not any(alive):
-            break
-        time.sleep(0.2)
-    manifest.save()
-    for p, part in zip(procs, parts):
-        err = p.stderr.read()
+
+    def collect():
+        for wf in files:
+            try:
+                part = pb.Manifest.load(wf.part)
+            except SparseMotionError:
+                continue  # cannot happen (written atomically); read again next time
+            for k, v in part.entries.items():
+                if k in todo and k not in seen:
+                    seen.add(k)
+                    manifest.record(k, v)
+                    progress.update(k, v.get("status") == "ok")
+
+    try:
+        for k, wf in enumerate(files):
+            wf.part.unlink(missing_ok=True)
+            wf.write_todo(it.id for it in pending[k::n])
+            logs.append(open(wf.log, "w", encoding="utf-8"))
+            cmd = child_command([*argv, "--worker", f"{k + 1}/{n}", "--workers", "1",
+                                 "--parent-pid", str(os.getpid())])
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=logs[-1]))
+        while any(p.poll() is None for p in procs):
+            collect()
+            time.sleep(0.2)
+        collect()
+    finally:
+        workers.stop(procs)
+        for f in logs:
+            f.close()
+    for p, wf in zip(procs, files):
         if p.returncode not in (0, 1):
-            sys.stderr.write(f"worker failed (exit {p.returncode}):\n{err[-2000:]}\n")
-        part.unlink(missing_ok=True)
-    return all(manifest.entries.get(it.id, {}).get("status") == "ok" for it in pending)
+            err = wf.log.read_text(encoding="utf-8", errors="replace")
+            sys.stderr.write(f"worker {wf.k}/{n} failed (exit {p.returncode}):\n"
+                             f"{err[-2000:]}\n")
+        wf.remove()
+    return all(manifest.done(it.id) for it in pending)
 
 
 def blend_all(out: Path, manifest: pb.Manifest) -> Path:
@@ -233,19 +228,17 @@ def main(argv):
         return 2
     items = pb.select_shard(items, *shard)
     mpath = manifest_path(out, shard)
-    if args.worker:  # a child of --workers: its slice of the pending items, its own manifest
-        k, n = pb.parse_shard(args.worker)
-        manifest = pb.Manifest.load(mpath)
-        pending = [it for it in items if not manifest.done(it.id)
-                   and (args.retry_failed or it.id not in manifest.entries)]
-        part = pb.Manifest(out / f"manifest.worker-{k}-of-{n}.json")
-        return 0 if run_items(pending[k - 1::n], out, part, args) else 1
+    if args.worker:  # a child of --workers: the items its parent gave it, its own manifest
+        if args.parent_pid:
+            workers.die_with_parent(args.parent_pid)
+        wf = pb.WorkerFiles(mpath, *pb.parse_shard(args.worker))
+        ids = wf.read_todo()
+        by_id = {it.id: it for it in items}
+        mine = [by_id[i] for i in ids if i in by_id]
+        return 0 if run_items(mine, out, pb.Manifest(wf.part), args) else 1
     manifest = pb.Manifest.load(mpath)
-    for part in sorted(out.glob("manifest.worker-*.json")):  # left by a killed run
-        manifest.merge(pb.Manifest.load(part))
-        part.unlink()
-    pending = [it for it in items if not manifest.done(it.id)
-               and (args.retry_failed or it.id not in manifest.entries)]
+    pb.recover_worker_manifests(manifest)  # saved before anything else is decided
+    pending = pb.to_do(items, manifest, args.retry_failed)
     skipped = len(items) - len(pending)
     print(f"{len(items)} items in this {'shard' if shard[1] > 1 else 'run'}, {skipped} already "
           f"in the manifest, {len(pending)} to do", file=sys.stderr)
@@ -253,13 +246,14 @@ def main(argv):
         if args.workers > 1 and len(pending) > 1:
             run_workers(pending, out, manifest, args, argv)
         else:
-            run_items(pending, out, manifest, args, Progress(len(pending)))
+            run_items(pending, out, manifest, args, pb.Progress(len(pending)))
     manifest.save()
     if args.blend_all:
         print(f"wrote {blend_all(out, manifest)}", file=sys.stderr)
     failed = [it.id for it in items if manifest.entries.get(it.id, {}).get("status") != "ok"]
     for it in failed:
-        print(f"failed: {it}: {manifest.entries.get(it, {}).get('error')}", file=sys.stderr)
+        error = manifest.entries.get(it, {}).get("error") or "not done (its worker stopped)"
+        print(f"failed: {it}: {error}", file=sys.stderr)
     print(f"{len(items) - len(failed)}/{len(items)} items ok; manifest {mpath}")
     return 1 if failed else 0
 
