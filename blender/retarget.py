@@ -108,7 +108,10 @@ def target_rig(obj, reference=None) -> rsolve.TargetRig:
         static = np.array([np.array(obj.pose.bones[n].matrix_basis, dtype=np.float64)
                            for n in names])
     follow = [_copied_bone(obj, obj.pose.bones[n]) for n in names]
-    return rsolve.TargetRig.build(names, parents, rest, connected, static, follow, ref)
+    rig = rsolve.TargetRig.build(names, parents, rest, connected, static, follow, ref)
+    if ref is not None:
+        rig.up = world_up(obj)
+    return rig
 
 
 # =========================================================================== standing pose
@@ -183,16 +186,18 @@ def reference_pose(obj, mapping, frame=None, scan=25) -> Reference:
         frames = [first] + [int(f) for f in np.unique(np.linspace(first, last, scan).round())
                             if int(f) != first]
     P = _sample_pose(obj, frames)
-    found, found_ta = None, None
+    found, found_ta, best = None, None, -np.inf
     problems = []
     for i, f in enumerate(frames):
         pts = _mapped_points(obj, mapping, P[i, :, :3, 3])
         problems = posecheck.standing_problems(pts, up, metres)
         if not problems:
-            found = i if found is None else found
             if posecheck.is_t_or_a_pose(pts, up):
                 found_ta = i
                 break
+            straight = posecheck.straightness(pts, up)  # else the straightest legs
+            if straight > best:
+                found, best = i, straight
     pick = found_ta if found_ta is not None else found
     if pick is None:
         if frame is not None:

@@ -123,6 +123,17 @@ def is_t_or_a_pose(points, up=None) -> bool:
     return True
 
 
+def straightness(points, up=None) -> float:
+    """How straight both legs stand: the smaller (hip centre − ankle) height over the leg
+    length (1: straight legs under the hips), for choosing among standing frames."""
+    pts = {j: np.asarray(p, dtype=np.float64) for j, p in points.items() if p is not None}
+    hc, top, leg = hip_centre(pts), top_joint(pts), leg_length(pts)
+    if hc is None or top is None or not leg:
+        return 0.0
+    up = _unit(pts[top] - hc if up is None else up)
+    return min(float((hc - pts[f"Foot_{s}"]) @ up) / leg for s in ("L", "R"))
+
+
 @dataclass
 class MotionCheck:
     """What :func:`motion_problems` measured (heights as fractions of the rig's height)."""
@@ -165,9 +176,12 @@ def motion_problems(src_pos, src_ref, src_up, tgt_pos, tgt_ref, tgt_up, metres=N
     fs, hs = _reference(src_ref, src_up)
     ft, ht = _reference(tgt_ref, tgt_up)
     out = MotionCheck(rig_height=float(ht))
-    if not (hs > 0 and ht > 0):
-        out.problems.append("the reference pose has no height (head not above the feet)")
+    if not hs > 0:
+        out.problems.append("the source's reference pose has no height")
         return out
+    if not ht > 0:  # measured along up, the rig's reference pose is upside down
+        out.problems.append("the rig's reference pose does not stand (head not above the feet)")
+        ht = abs(ht) or 1.0
     s = _profile(src_pos, src_up, fs) / hs
     t = _profile(tgt_pos, tgt_up, ft) / ht
     # order: head above hips above feet wherever the source is upright

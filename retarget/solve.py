@@ -109,9 +109,15 @@ def min_rotation(a, b) -> np.ndarray:
     return np.eye(3) + k + k @ k * ((1.0 - c) / (s * s))
 
 
-def body_frame(points: dict) -> np.ndarray:
+_LATERAL = ("UpperLeg", "UpperArm", "Shoulder", "Foot", "LowerLeg")
+
+
+def body_frame(points: dict, up=None, lateral=_LATERAL) -> np.ndarray:
     """``[left, up, forward]`` (columns) of a body from joint positions (joint name → 3-vector;
-    any subset of the canonical joints with the hips, feet and a head or neck)."""
+    any subset of the canonical joints with the hips, feet and a head or neck). ``up``: a
+    known up direction (else feet → head); ``lateral``: the joint pairs whose right → left
+    offsets give the left (a pose that is not symmetric, e.g. a step, needs the hips and
+    shoulders only)."""
     def mean(names):
         pts = [points[n] for n in names if n in points]
         return np.mean(pts, axis=0) if pts else None
@@ -122,9 +128,9 @@ def body_frame(points: dict) -> np.ndarray:
         bottom = mean(["LowerLeg_L", "LowerLeg_R"])
     if top is None or bottom is None:
         raise InputError("Cannot tell which way is up: map the head or neck and the feet")
-    up = _unit(top - bottom)
+    up = _unit(top - bottom if up is None else up)
     lat = np.zeros(3)
-    for base in ("UpperLeg", "UpperArm", "Shoulder", "Foot", "LowerLeg"):
+    for base in lateral:
         l, r = points.get(base + "_L"), points.get(base + "_R")
         if l is not None and r is not None:
             lat += np.asarray(l) - np.asarray(r)
@@ -153,6 +159,9 @@ class TargetRig:
     ref: ``(B, 4, 4)`` armature-space pose matrices of the *reference pose*, a pose where the
         rig stands (what is aligned with the source's T-pose; see :mod:`.posecheck`): the rest
         pose when None. A frame of the rig's action when its rest pose does not stand.
+    up: the world's up in armature space, when the reference is such a frame (its feet and
+        arms may not be symmetric): the body frame then takes up from it and left from the
+        hips and shoulders only.
     """
 
     names: list
@@ -162,6 +171,7 @@ class TargetRig:
     static: np.ndarray = None
     follow: np.ndarray = None
     ref: np.ndarray = None
+    up: np.ndarray = None
 
     def __post_init__(self):
         self.names = [str(n) for n in self.names]
@@ -670,7 +680,8 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
     tpos = np.zeros((_J, 3))
     for j, b in bone_of.items():
         tpos[j] = heads_rest[b]
-    body_t = body_frame({cv.JOINTS[j]: tpos[j] for j in bone_of})
+    body_t = body_frame({cv.JOINTS[j]: tpos[j] for j in bone_of}, rig.up,
+                        _LATERAL if rig.up is None else ("UpperLeg", "Shoulder", "UpperArm"))
     carry = body_t @ source.body.T
     k = _leg_length(tpos, present) / _leg_length(source.ref_positions, source.present)
 

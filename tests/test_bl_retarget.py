@@ -103,6 +103,58 @@ def check_positions(spec, obj, q, x, frame_start=1):
     return err / height, path_err / height
 
 
+def _heights(pos, up_index):
+    """(…, 3) heights of the top joint, the hip centre and the lowest foot joint, from
+    ``pos`` (…, 21, 3) of the canonical joints (NaN where unmapped)."""
+    I = cv.INDEX
+    top = next(j for j in ("Head", "Neck") if np.isfinite(pos[..., I[j], 0]).all())
+    hc = 0.5 * (pos[..., I["UpperLeg_L"], up_index] + pos[..., I["UpperLeg_R"], up_index])
+    feet = np.stack([pos[..., I[j], up_index] for j in ("Foot_L", "Foot_R", "Toes_L", "Toes_R")
+                     if np.isfinite(pos[..., I[j], 0]).all()], axis=-1)
+    return np.stack([pos[..., I[top], up_index], hc, feet.min(axis=-1)], axis=-1)
+
+
+def mapped_world(obj, mapping, frames=None):
+    """World positions (cm) of the heads of the mapped bones: ``(21, 3)`` in the rest pose
+    (frames None) or ``(F, 21, 3)`` as Blender evaluates ``frames``; NaN rows unmapped."""
+    joints = [j for j in cv.JOINTS if mapping.bones.get(j)]
+    mw = obj.matrix_world
+    if frames is None:
+        got = np.array([tuple(mw @ obj.data.bones[mapping.bones[j]].head_local) for j in joints]) * 100
+        out = np.full((21, 3), np.nan)
+    else:
+        got = world_heads(obj, [mapping.bones[j] for j in joints], frames)
+        out = np.full((len(frames), 21, 3), np.nan)
+    out[..., [cv.INDEX[j] for j in joints], :] = got
+    return out
+
+
+def upright_errors(obj, mapping, rig_ref, q, x, frame_start=1):
+    """Blender's evaluation of the retargeted motion against the source, measured here (not
+    by the code under test): ``(height error, floor error, frames not upright)``.
+
+    rig_ref: world positions (cm) of the mapped joints in a pose where the rig stands (its
+    rest pose, or a standing frame). Height error: the standing height (head joint above the
+    lowest foot) on the source's most upright frame against the rig's times the source's
+    ratio there; floor error: the lowest foot's height above the rig's floor against the
+    source's (fractions of the height); upright: head above hips above feet where the source
+    has that order."""
+    q, x = source_at_scene_rate(q, x)
+    src = _heights(canon.canonical_forward_kinematics(q, x), 1)
+    src_ref = _heights(cv.tpose()[2], 1)
+    frames = frame_start + np.arange(len(q))
+    got = _heights(mapped_world(obj, mapping, frames), 2)
+    ref = _heights(rig_ref, 2)
+    hs, ht = src_ref[0] - src_ref[2], ref[0] - ref[2]
+    s, t = (src - src_ref[2]) / hs, (got - ref[2]) / ht
+    f = int(np.argmax(s[:, 0] - s[:, 2]))
+    height = abs((t[f, 0] - t[f, 2]) / (s[f, 0] - s[f, 2]) - 1.0)
+    floor = np.abs(t[:, 2] - s[:, 2]).max()
+    upright_src = (s[:, 0] > s[:, 1]) & (s[:, 1] > s[:, 2])
+    wrong = upright_src & ~((t[:, 0] > t[:, 1]) & (t[:, 1] > t[:, 2]))
+    return height, floor, int(wrong.sum())
+
+
 @pytest.fixture
 def scene():
     fx.reset()
@@ -135,6 +187,12 @@ def test_retarget_walk_onto_each_convention(scene, key):
     RESULTS[key] = 100 * err
     assert err <= 0.02, f"{key}: {100 * err:.2f} % of the height"
     assert path_err <= 0.02
+    # the height check holds (the code's own, and measured here on Blender's evaluation)
+    assert not result.check.problems and result.check.height_error <= 0.05
+    height, floor, wrong = upright_errors(obj, result.mapping,
+                                          mapped_world(obj, result.mapping), q, x)
+    RESULTS[f"{key} height"] = 100 * height
+    assert height <= 0.05 and floor <= 0.05 and wrong == 0, (height, floor, wrong)
     assert not any("Constraints" in w for w in result.warnings), result.warnings
     if key == "rigify":
         assert obj.pose.bones["upper_arm_parent.L"]["IK_FK"] == 1.0  # switched to FK

@@ -663,9 +663,228 @@ def quadruped_rig():
     return RigSpec("quadruped", B, {}, scale=0.01)
 
 
+def _sided_expect(expect, names):
+    """``expect`` with the sided joints of ``names`` (base → (left name, right name))."""
+    for base, (left, right) in names.items():
+        expect[base + "_L"], expect[base + "_R"] = left, right
+    return expect
+
+
+def daz_genesis_rig(apose=0.0):
+    """DAZ Genesis 3 / 8: bend + twist bones on the arms and thighs (the bend bones are the
+    joints), a pelvis below the hip carrying the thighs, two abdomen, chest and neck bones,
+    metatarsals between the foot and the toe."""
+    mix = lambda a, b, t=0.5: ("mix", a, b, t)  # noqa: E731
+    B = [
+        _b("hip", None, "Hips", ("off", "Hips", (0, 6, 0))),
+        _b("pelvis", "hip", "Hips", ("off", "Hips", (0, -8, 0))),
+        _b("abdomenLower", "hip", "Spine", mix("Spine", "Chest", 1 / 3)),
+        _b("abdomenUpper", "abdomenLower", mix("Spine", "Chest", 1 / 3),
+           mix("Spine", "Chest", 2 / 3), 0, True),
+        _b("chestLower", "abdomenUpper", mix("Spine", "Chest", 2 / 3), "Chest", 0, True),
+        _b("chestUpper", "chestLower", "Chest", "Neck", 0, True),
+        _b("neckLower", "chestUpper", "Neck", mix("Neck", "Head"), 0, True),
+        _b("neckUpper", "neckLower", mix("Neck", "Head"), "Head", 0, True),
+        _b("head", "neckUpper", "Head", "HeadTop", 0, True),
+    ]
+    for s, sg in _sides():
+        x = s.lower()
+        B += [
+            _b(x + "Collar", "chestUpper", "Shoulder_" + s, "UpperArm_" + s, sg * 90),
+            _b(x + "ShldrBend", x + "Collar", "UpperArm_" + s, mix("UpperArm_" + s, "LowerArm_" + s),
+               sg * 90, True),
+            _b(x + "ShldrTwist", x + "ShldrBend", mix("UpperArm_" + s, "LowerArm_" + s),
+               "LowerArm_" + s, sg * 90, True),
+            _b(x + "ForearmBend", x + "ShldrTwist", "LowerArm_" + s, mix("LowerArm_" + s, "Hand_" + s),
+               sg * 90, True),
+            _b(x + "ForearmTwist", x + "ForearmBend", mix("LowerArm_" + s, "Hand_" + s),
+               "Hand_" + s, sg * 90, True),
+            _b(x + "Hand", x + "ForearmTwist", "Hand_" + s, "HandTip_" + s, sg * 90, True),
+            _b(x + "Index1", x + "Hand", "HandTip_" + s, ("off", "HandTip_" + s, (sg * 3, 0, 0))),
+            _b(x + "ThighBend", "pelvis", "UpperLeg_" + s, mix("UpperLeg_" + s, "LowerLeg_" + s), 180),
+            _b(x + "ThighTwist", x + "ThighBend", mix("UpperLeg_" + s, "LowerLeg_" + s),
+               "LowerLeg_" + s, 180, True),
+            _b(x + "Shin", x + "ThighTwist", "LowerLeg_" + s, "Foot_" + s, 180, True),
+            _b(x + "Foot", x + "Shin", "Foot_" + s, mix("Foot_" + s, "Toes_" + s), 0, True),
+            _b(x + "Metatarsals", x + "Foot", mix("Foot_" + s, "Toes_" + s), "Toes_" + s, 0, True),
+            _b(x + "Toe", x + "Metatarsals", "Toes_" + s, "ToeTip_" + s, 0, True),
+        ]
+    expect = _sided_expect(
+        {"Hips": "hip", "Spine": "abdomenLower", "Chest": "chestUpper", "Neck": "neckLower",
+         "Head": "head"},
+        {b: ("l" + n, "r" + n) for b, n in (
+            ("Shoulder", "Collar"), ("UpperArm", "ShldrBend"), ("LowerArm", "ForearmBend"),
+            ("Hand", "Hand"), ("UpperLeg", "ThighBend"), ("LowerLeg", "Shin"), ("Foot", "Foot"),
+            ("Toes", "Toe"))})
+    return RigSpec("daz_genesis_" + ("a" if apose else "t"), B, expect, scale=0.0104,
+                   apose=apose, convention="DAZ")
+
+
+def daz_poser_rig(apose=0.0):
+    """Poser / DAZ Genesis 1-2 names: hip, abdomen, chest, neck, head, lCollar, lShldr,
+    lForeArm, lHand, lThigh, lShin, lFoot, lToe."""
+    B = [
+        _b("hip", None, "Hips", "Spine"),
+        _b("abdomen", "hip", "Spine", "Chest", 0, True),
+        _b("chest", "abdomen", "Chest", "Neck", 0, True),
+        _b("neck", "chest", "Neck", "Head", 0, True),
+        _b("head", "neck", "Head", "HeadTop", 0, True),
+    ]
+    for s, sg in _sides():
+        x = s.lower()
+        B += [
+            _b(x + "Collar", "chest", "Shoulder_" + s, "UpperArm_" + s, sg * 30),
+            _b(x + "Shldr", x + "Collar", "UpperArm_" + s, "LowerArm_" + s, sg * 30, True),
+            _b(x + "ForeArm", x + "Shldr", "LowerArm_" + s, "Hand_" + s, sg * 30, True),
+            _b(x + "Hand", x + "ForeArm", "Hand_" + s, "HandTip_" + s, sg * 30, True),
+            _b(x + "Thigh", "hip", "UpperLeg_" + s, "LowerLeg_" + s, -sg * 20),
+            _b(x + "Shin", x + "Thigh", "LowerLeg_" + s, "Foot_" + s, -sg * 20, True),
+            _b(x + "Foot", x + "Shin", "Foot_" + s, "Toes_" + s, 0, True),
+            _b(x + "Toe", x + "Foot", "Toes_" + s, "ToeTip_" + s, 0, True),
+        ]
+    expect = _sided_expect(
+        {"Hips": "hip", "Spine": "abdomen", "Chest": "chest", "Neck": "neck", "Head": "head"},
+        {b: ("l" + n, "r" + n) for b, n in (
+            ("Shoulder", "Collar"), ("UpperArm", "Shldr"), ("LowerArm", "ForeArm"),
+            ("Hand", "Hand"), ("UpperLeg", "Thigh"), ("LowerLeg", "Shin"), ("Foot", "Foot"),
+            ("Toes", "Toe"))})
+    return RigSpec("daz_poser_" + ("a" if apose else "t"), B, expect, scale=0.0098, apose=apose,
+                   convention="DAZ")
+
+
+def cmu_rig(apose=0.0):
+    """CMU ASF skeleton as Blender imports it: root, hip joints, femur / tibia, lower and upper
+    back, thorax, lower and upper neck, clavicle / humerus / radius / wrist / hand."""
+    mix = lambda a, b, t=0.5: ("mix", a, b, t)  # noqa: E731
+    B = [
+        _b("root", None, "Hips", ("off", "Hips", (0, 0, -5))),
+        _b("lowerback", "root", "Spine", mix("Spine", "Chest")),
+        _b("upperback", "lowerback", mix("Spine", "Chest"), "Chest", 0, True),
+        _b("thorax", "upperback", "Chest", "Neck", 0, True),
+        _b("lowerneck", "thorax", "Neck", mix("Neck", "Head"), 0, True),
+        _b("upperneck", "lowerneck", mix("Neck", "Head"), "Head", 0, True),
+        _b("head", "upperneck", "Head", "HeadTop", 0, True),
+    ]
+    for s, sg in _sides():
+        x = s.lower()
+        B += [
+            _b(x + "hipjoint", "root", "Hips", "UpperLeg_" + s),
+            _b(x + "femur", x + "hipjoint", "UpperLeg_" + s, "LowerLeg_" + s, sg * 15, True),
+            _b(x + "tibia", x + "femur", "LowerLeg_" + s, "Foot_" + s, sg * 15, True),
+            _b(x + "foot", x + "tibia", "Foot_" + s, "Toes_" + s, 0, True),
+            _b(x + "toes", x + "foot", "Toes_" + s, "ToeTip_" + s, 0, True),
+            _b(x + "clavicle", "thorax", "Shoulder_" + s, "UpperArm_" + s),
+            _b(x + "humerus", x + "clavicle", "UpperArm_" + s, "LowerArm_" + s, sg * 45, True),
+            _b(x + "radius", x + "humerus", "LowerArm_" + s, "Hand_" + s, sg * 45, True),
+            _b(x + "wrist", x + "radius", "Hand_" + s, mix("Hand_" + s, "HandTip_" + s, 0.3), 0, True),
+            _b(x + "hand", x + "wrist", mix("Hand_" + s, "HandTip_" + s, 0.3), "HandTip_" + s, 0, True),
+            _b(x + "fingers", x + "hand", "HandTip_" + s, ("off", "HandTip_" + s, (sg * 3, 0, 0)), 0, True),
+            _b(x + "thumb", x + "hand", ("off", "Hand_" + s, (sg * 2, 0, 3)),
+               ("off", "Hand_" + s, (sg * 4, 0, 5))),
+        ]
+    expect = _sided_expect(
+        {"Hips": "root", "Spine": "lowerback", "Chest": "thorax", "Neck": "lowerneck",
+         "Head": "head"},
+        {b: ("l" + n, "r" + n) for b, n in (
+            ("Shoulder", "clavicle"), ("UpperArm", "humerus"), ("LowerArm", "radius"),
+            ("Hand", "wrist"), ("UpperLeg", "femur"), ("LowerLeg", "tibia"), ("Foot", "foot"),
+            ("Toes", "toes"))})
+    return RigSpec("cmu_" + ("a" if apose else "t"), B, expect, scale=0.0102, apose=apose,
+                   convention="CMU")
+
+
+def humanik_rig(apose=0.0):
+    """MotionBuilder / HumanIK names without a namespace (Hips, Spine, Spine1, LeftUpLeg…),
+    under a Reference bone, FBX layout (cm, Y up, object rotated and scaled)."""
+    B = [
+        _b("Reference", None, "Ground", ("off", "Ground", (0, 0, 10))),
+        _b("Hips", "Reference", "Hips", "Spine"),
+        _b("Spine", "Hips", "Spine", "Chest", 0, True),
+        _b("Spine1", "Spine", "Chest", "Neck", 0, True),
+        _b("Neck", "Spine1", "Neck", "Head", 0, True),
+        _b("Head", "Neck", "Head", "HeadTop", 0, True),
+    ]
+    for s, sg in (("Left", 1), ("Right", -1)):
+        c = s[0]
+        B += [
+            _b(s + "Shoulder", "Spine1", "Shoulder_" + c, "UpperArm_" + c, sg * 90),
+            _b(s + "Arm", s + "Shoulder", "UpperArm_" + c, "LowerArm_" + c, sg * 90, True),
+            _b(s + "ArmRoll", s + "Arm", ("mix", "UpperArm_" + c, "LowerArm_" + c, 0.5),
+               "LowerArm_" + c),
+            _b(s + "ForeArm", s + "Arm", "LowerArm_" + c, "Hand_" + c, sg * 90, True),
+            _b(s + "Hand", s + "ForeArm", "Hand_" + c, "HandTip_" + c, sg * 90, True),
+            _b(s + "UpLeg", "Hips", "UpperLeg_" + c, "LowerLeg_" + c, 180),
+            _b(s + "Leg", s + "UpLeg", "LowerLeg_" + c, "Foot_" + c, 180, True),
+            _b(s + "Foot", s + "Leg", "Foot_" + c, "Toes_" + c, 180, True),
+            _b(s + "ToeBase", s + "Foot", "Toes_" + c, "ToeTip_" + c, 180, True),
+        ]
+    expect = _sided_expect(
+        {"Hips": "Hips", "Spine": "Spine", "Chest": "Spine1", "Neck": "Neck", "Head": "Head"},
+        {b: ("Left" + n, "Right" + n) for b, n in (
+            ("Shoulder", "Shoulder"), ("UpperArm", "Arm"), ("LowerArm", "ForeArm"),
+            ("Hand", "Hand"), ("UpperLeg", "UpLeg"), ("LowerLeg", "Leg"), ("Foot", "Foot"),
+            ("Toes", "ToeBase"))})
+    return RigSpec("humanik_" + ("a" if apose else "t"), B, expect, axes="Y_UP", scale=1.08,
+                   apose=apose, obj_rotation=(np.pi / 2, 0, 0), obj_scale=0.01,
+                   convention="HUMANIK", root="Reference")
+
+
+def biped_rig(apose=0.0, prefix="Bip01"):
+    """3ds Max Biped: the thighs hang from the first spine bone, the clavicles from the neck,
+    bones along their X axis (rolled), ``Bip01`` (or ``Bip001``) the centre of mass above."""
+    P = prefix + " "
+    B = [
+        _b(prefix, None, "Hips", ("off", "Hips", (0, 0, 8)), 90),
+        _b(P + "Pelvis", prefix, "Hips", "Spine", 90),
+        _b(P + "Spine", P + "Pelvis", "Spine", ("mix", "Spine", "Chest", 0.5), 90, True),
+        _b(P + "Spine1", P + "Spine", ("mix", "Spine", "Chest", 0.5), "Chest", 90, True),
+        _b(P + "Spine2", P + "Spine1", "Chest", "Neck", 90, True),
+        _b(P + "Neck", P + "Spine2", "Neck", "Head", 90, True),
+        _b(P + "Head", P + "Neck", "Head", "HeadTop", 90, True),
+    ]
+    for s, sg in _sides():
+        q = P + s + " "
+        B += [
+            _b(q + "Clavicle", P + "Neck", "Shoulder_" + s, "UpperArm_" + s, sg * 180),
+            _b(q + "UpperArm", q + "Clavicle", "UpperArm_" + s, "LowerArm_" + s, sg * 180, True),
+            _b(q + "Forearm", q + "UpperArm", "LowerArm_" + s, "Hand_" + s, sg * 180, True),
+            _b(q + "Hand", q + "Forearm", "Hand_" + s, "HandTip_" + s, sg * 180, True),
+            _b(q + "Finger0", q + "Hand", ("off", "Hand_" + s, (sg * 2, 0, 3)),
+               ("off", "Hand_" + s, (sg * 4, 0, 5))),
+            _b(q + "Thigh", P + "Spine", "UpperLeg_" + s, "LowerLeg_" + s, -90),
+            _b(q + "Calf", q + "Thigh", "LowerLeg_" + s, "Foot_" + s, -90, True),
+            _b(q + "Foot", q + "Calf", "Foot_" + s, "Toes_" + s, -90, True),
+            _b(q + "Toe0", q + "Foot", "Toes_" + s, "ToeTip_" + s, -90, True),
+        ]
+    expect = _sided_expect(
+        {"Hips": P + "Pelvis", "Spine": P + "Spine", "Chest": P + "Spine2", "Neck": P + "Neck",
+         "Head": P + "Head"},
+        {b: (P + "L " + n, P + "R " + n) for b, n in (
+            ("Shoulder", "Clavicle"), ("UpperArm", "UpperArm"), ("LowerArm", "Forearm"),
+            ("Hand", "Hand"), ("UpperLeg", "Thigh"), ("LowerLeg", "Calf"), ("Foot", "Foot"),
+            ("Toes", "Toe0"))})
+    return RigSpec(f"{prefix.lower()}_" + ("a" if apose else "t"), B, expect, scale=0.0101,
+                   apose=apose, convention="BIPED", root=prefix)
+
+
+def _posed(builder, apose, **kw):
+    def make():
+        return builder(apose, **kw)
+    return make
+
+
+#: New conventions, each in a T-pose and an A-pose (arms lowered 45°).
+CONVENTION_RIGS = {}
+for _name, _builder, _kw in (("daz_genesis", daz_genesis_rig, {}), ("daz_poser", daz_poser_rig, {}),
+                             ("cmu", cmu_rig, {}), ("humanik", humanik_rig, {}),
+                             ("bip01", biped_rig, {}), ("bip001", biped_rig, {"prefix": "Bip001"})):
+    for _suffix, _angle in (("t", 0.0), ("a", 45.0)):
+        CONVENTION_RIGS[f"{_name}_{_suffix}"] = _posed(_builder, _angle, **_kw)
+
 RIGS = {f.__name__[:-4]: f for f in (rigify_rig, metarig_rig, mixamo_rig, ue4_rig, ue5_rig, cc_rig,
                                       generic_dot_rig, generic_underscore_rig,
                                       generic_left_right_rig)}
+RIGS.update(CONVENTION_RIGS)
 
 
 # =========================================================================== detection
@@ -1086,3 +1305,67 @@ def test_other_proportions_keep_bone_directions_and_scale_the_path_by_leg_length
     hc = sol.heads[:, legs].mean(axis=1)
     hcs = 0.5 * (pos[:, cv.INDEX["UpperLeg_L"]] + pos[:, cv.INDEX["UpperLeg_R"]])
     np.testing.assert_allclose(hc - hc[0], (hcs - hcs[0]) @ C.T * sol.scale, atol=1e-6)
+
+
+# =========================================================================== standing checks
+
+
+def _legs_up(spec):
+    """Rest heads of ``spec`` with the legs turned over about the hips (lateral axis)."""
+    heads = spec.heads()
+    pivot = spec.to_armature("Hips")
+    legs = [i for i, n in enumerate(spec.names())
+            if any(k in n for k in ("Thigh", "Calf", "Foot", "ToeBase", "Pelvis"))]
+    heads[legs] = pivot + (heads[legs] - pivot) * np.array([1.0, -1.0, -1.0])
+    return heads
+
+
+def test_standing_problems_and_the_mapping_confidence():
+    from sparse_motion.retarget import posecheck
+
+    spec = cc_rig()
+    m = _detect(spec)
+    pts = {j: spec.heads()[spec.names().index(b)] for j, b in m.mapped.items()}
+    assert posecheck.standing_problems(pts, [0, 0, 1]) == []
+    assert posecheck.is_t_or_a_pose(pts, [0, 0, 1])
+    flipped = _legs_up(spec)
+    up_pts = {j: flipped[spec.names().index(b)] for j, b in m.mapped.items()}
+    problems = posecheck.standing_problems(up_pts, [0, 0, 1], metres=1.0)
+    assert any("left leg points up" in p for p in problems), problems
+    assert posecheck.standing_problems(up_pts) != []  # without a known up: legs vs spine
+    # the whole body upside down: only a known up sees it
+    down = {j: p * [1, 1, -1] for j, p in pts.items()}
+    assert posecheck.standing_problems(down) == []
+    assert any("below the hips" in p for p in posecheck.standing_problems(down, [0, 0, 1]))
+    # names map 100 %, the pose check lowers the confidence
+    bad = rmap.detect_mapping(spec.names(), spec.parents(), flipped, up=[0, 0, 1])
+    assert bad.bones == m.bones and m.confidence > 0.95 and bad.confidence <= 0.4
+    assert any("rest pose does not stand" in n for n in bad.notes)
+
+
+def test_motion_check_catches_an_upside_down_solve():
+    """The legs-up rest pose taken as the reference gives a motion standing on its head; the
+    standing rest pose gives one that passes (height error measured)."""
+    from sparse_motion.retarget import posecheck
+
+    spec = cc_rig()
+    m = _detect(spec)
+    q, x = procedural_walk(1.0)
+    src = rsolve.SourceMotion.from_canonical(q, x, 20)
+    for heads, ok in ((spec.heads(), True), (_legs_up(spec), False)):
+        rest = spec.rest_matrices()
+        rest[:, :3, 3] = heads
+        rig = rsolve.TargetRig.build(spec.names(), spec.parents(), rest)
+        sol = rsolve.solve(src, rig, m.bones)
+        pos = np.full((src.frames, 21, 3), np.nan)
+        ref = np.full((21, 3), np.nan)
+        for j, b in m.mapped.items():
+            pos[:, cv.INDEX[j]] = sol.heads[:, rig.index[b]]
+            ref[cv.INDEX[j]] = rig.ref_heads[rig.index[b]]
+        check = posecheck.motion_problems(src.positions, src.ref_positions, src.body[:, 1],
+                                          pos, ref, [0, 0, 1], metres=1.0)
+        if ok:
+            assert check.problems == [] and check.height_error < 0.01 and check.floor_error < 0.02
+        else:
+            assert check.upside_down_frames == check.upright_frames > 0
+            assert any("upside down" in p for p in check.problems), check.problems
