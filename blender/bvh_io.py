@@ -135,8 +135,10 @@ def import_bvh_result(source, target=None, scale="auto", reduce=None, frame_star
     frame_start: scene frame of the first BVH frame (one BVH frame per scene frame).
     set_fps / set_frame_range: set the scene frame rate from Frame Time / the scene frame
         range to the imported frames; None means "only when creating a new armature".
-    ground: move the clip up or down so its lowest foot (a low percentile over the frames)
-        is on the floor (z = 0); a clip within 1 cm of it is left as it is.
+    ground: move the clip up or down so its lowest foot point (a low percentile over the
+        frames) is on the floor (z = 0); a clip whose lowest foot point is between 1 cm under
+        and 6 cm over the floor is on it already and left as it is
+        (:func:`..motion.bvh.floor_shift`).
 
     The unit and the floor shift are in the result (``units``, ``floor_shift_m``) and on the
     action (``action["sparse_motion_bvh"]``, read by :func:`import_note`).

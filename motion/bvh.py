@@ -1183,8 +1183,10 @@ _UNIT_ALIASES = {"inch": "in", "inches": "in", "metres": "m", "meters": "m",
 HUMAN_HEIGHT_M = 1.7
 #: heights (m) a person is taken to have; outside it the detected unit is only a guess
 PLAUSIBLE_HEIGHT_M = (1.0, 2.3)
-#: the lowest foot is left where it is when it is this close to the floor (cm)
-FLOOR_TOLERANCE_CM = 1.0
+#: a clip whose lowest foot point is this high (cm, from … to) is on the floor already and
+#: is left as it is: joints sit above the sole (Bandai Namco's toe joints touch down at
+#: 4.2 cm), and a centimetre under the floor is noise
+FLOOR_BAND_CM = (-1.0, 6.0)
 #: joints whose name contains one of these (case-insensitive) are feet; with their
 #: descendants and End Sites they are the points that stand on the floor
 _FOOT_RE = re.compile(r"foot|toe|ankle|heel", re.I)
@@ -1215,7 +1217,7 @@ class Units:
     def describe(self) -> str:
         """e.g. ``'ASF units (1/0.45 in), detected from a 1.69 m skeleton'``."""
         what = UNITS[self.unit][0] if self.unit else f"scale {self.scale:g} m per unit"
-        how = "detected from" if self.detected else "given; "
+        how = "detected from" if self.detected else "given;"
         return f"{what}, {how} a {self.height_m:.2f} m skeleton"
 
 
@@ -1327,11 +1329,12 @@ def floor_level(bvh: Bvh, positions=None, rotations=None, percentile: float = 5.
 
 
 def floor_shift(bvh: Bvh, scale: float, positions=None, rotations=None) -> float:
-    """How far (BVH units, along Y) to move the clip so its lowest foot is on the floor;
-    0 when it is already within :data:`FLOOR_TOLERANCE_CM` of it. ``scale``: metres per
-    BVH unit."""
+    """How far (BVH units, along Y) to move the clip so its lowest foot point is at 0; 0
+    when it is on the floor already (its :func:`floor_level` within :data:`FLOOR_BAND_CM`).
+    ``scale``: metres per BVH unit."""
     level = floor_level(bvh, positions, rotations)
-    if abs(level) * scale * 100.0 <= FLOOR_TOLERANCE_CM:
+    lo, hi = FLOOR_BAND_CM
+    if lo <= level * scale * 100.0 <= hi:
         return 0.0
     return -level
 

@@ -11,6 +11,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import bl_fixtures as fx  # noqa: E402
+from bvh_clips import make_bvh, write_bvh  # noqa: E402
 from sparse_motion.blender import actions, bvh_io  # noqa: E402
 from sparse_motion.blender.reduce import ReduceSettings  # noqa: E402
 from sparse_motion.errors import InputError  # noqa: E402
@@ -27,76 +28,7 @@ def addon():
         yield
 
 
-# ---- BVH fixtures, written by script ------------------------------------------------------
-
-# name, parent, offset (cm, Y up), End Site or None
-HUMANOID = [
-    ("Hips", None, (0.0, 95.0, 0.0), None),
-    ("Spine", "Hips", (0.0, 10.0, -1.0), None),
-    ("Chest", "Spine", (0.0, 20.0, 0.0), None),
-    ("Neck", "Chest", (0.0, 22.0, 2.0), None),
-    ("Head", "Neck", (0.0, 9.0, 1.0), (0.0, 16.0, 0.0)),
-    ("LeftShoulder", "Chest", (4.0, 18.0, 0.0), None),
-    ("LeftArm", "LeftShoulder", (14.0, 0.0, 0.0), None),
-    ("LeftForeArm", "LeftArm", (28.0, 0.0, 0.0), None),
-    ("LeftHand", "LeftForeArm", (25.0, 0.0, 0.0), (9.0, 0.0, 0.0)),
-    ("LeftThumb", "LeftHand", (0.0, 0.0, 0.0), (0.0, 0.0, 4.0)),  # zero offset
-    ("RightUpLeg", "Hips", (-9.0, -4.0, 0.0), None),
-    ("RightLeg", "RightUpLeg", (0.0, -42.0, 1.0), None),
-    ("RightFoot", "RightLeg", (0.0, -41.0, -2.0), (0.0, -6.0, 13.0)),
-    ("LeftUpLeg", "Hips", (9.0, -4.0, 0.0), None),
-    ("LeftLeg", "LeftUpLeg", (0.0, -42.0, 1.0), None),
-    ("LeftToe", "LeftLeg", (0.0, -47.0, 11.0), (0.0, 0.0, 0.0)),  # zero End Site
-]
-ORDERS = ["XYZ", "YZX", "ZYX", "XZY", "YXZ", "ZXY"]
-
-
-def make_bvh(kind, n_frames=90, fps=60, seed=0):
-    """'6ch': every joint Xposition.. Zrotation Xrotation Yrotation, with moving positions;
-    'mixed': root 6 channels (YXZ), other joints 3 rotation channels in every order, one
-    joint with two rotation channels and one with none."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n_frames) / fps
-    joints, cols = [], []
-    index = {}
-    for k, (name, parent, offset, end) in enumerate(HUMANOID):
-        p = index[parent] if parent else -1
-        offset = np.array(offset)
-        if kind == "6ch":
-            rot_order = "ZXY"
-            chans = ["Xposition", "Yposition", "Zposition"] + [a + "rotation" for a in rot_order]
-        elif p < 0:
-            rot_order = "YXZ"
-            chans = ["Xposition", "Yposition", "Zposition"] + [a + "rotation" for a in rot_order]
-        elif name == "LeftThumb":
-            rot_order, chans = "", []
-        elif name == "LeftToe":
-            rot_order, chans = "XZ", ["Xrotation", "Zrotation"]
-        else:
-            rot_order = ORDERS[k % 6]
-            chans = [a + "rotation" for a in rot_order]
-        joints.append(bvh_mod.BvhJoint(name, p, offset, chans, end))
-        index[name] = k
-        for c in chans:
-            if c.endswith("position"):
-                a = "XYZ".index(c[0])
-                if p < 0:
-                    base = offset[a] + [30.0 * np.sin(0.7 * t), 3.0 * np.sin(5 * t), 40.0 * t][a]
-                else:  # child joints slide a little around their offset
-                    base = offset[a] + rng.uniform(0.5, 2.0) * np.sin(rng.uniform(1, 4) * t + rng.uniform(0, 6))
-                cols.append(base)
-            else:
-                amp = rng.uniform(20, 170) if name in {"Hips", "LeftArm", "Neck"} else rng.uniform(5, 60)
-                cols.append(amp * np.sin(rng.uniform(0.5, 3.0) * t + rng.uniform(0, 6))
-                            + rng.uniform(-30, 30))
-    return bvh_mod.Bvh(joints, 1.0 / fps, np.stack(cols, axis=1))
-
-
-def write_bvh(tmp_path, bvh, name="take.bvh"):
-    path = tmp_path / name
-    bvh_mod.write(bvh, str(path))
-    return str(path)
-
+# ---- BVH fixtures, written by script: tests/bvh_clips.py ----------------------------------
 
 def expected_heads(bvh, scale=SCALE):
     """Reference positions in Blender axes: (F, J, 3)."""

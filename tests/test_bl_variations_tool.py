@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """tools/make_variations.py headless: a .blend or a BVH reference of a non-canonical rig in,
 a .blend with the variations and a .bvh per variation out (GenMM: no torch needed)."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,45 @@ def test_batch_items_with_a_reference(scene_file, tmp_path):
     assert bvh_mod.read((out / a["files"][1]).read_bytes()).num_frames == 60
     assert b["status"] == "ok" and b["actions"] == ["RefWalk var 5"] and b["frames"] == 90
     assert c["status"] == "failed" and "reference file not found" in c["error"]
+
+
+def test_bvh_reference_in_asf_units_is_detected_so_the_key_tolerance_is_in_cm(scene_file,
+                                                                             tmp_path):
+    """The walk in CMU ASF units (and 1 m under the floor, as rigs recorded at the hips
+    play): the same variation and keys as from the cm file; --scale cm reads it as the
+    0.3 m person of the bug report."""
+    from bvh_clips import rescaled
+
+    walk = bvh_mod.read((scene_file / "walk.bvh").read_bytes())
+    sunk = walk.copy()
+    sunk.motion[:, sunk.position_channels(0)[1]] -= 100.0
+    bvh_mod.write(rescaled(sunk, 0.45 / 2.54), str(tmp_path / "walk-asf.bvh"))
+    runs = {}
+    for name, ref, extra in (("cm", scene_file / "walk.bvh", ()),
+                             ("asf", tmp_path / "walk-asf.bvh", ()),
+                             ("as-cm", tmp_path / "walk-asf.bvh", ("--scale", "cm"))):
+        r = run(str(ref), "--count", "1", "--seconds", "2", "--seed", "4", "--method", "genmm",
+                "--out", str(tmp_path / name), *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[name] = r.stdout, int(re.search(r"; ([\d,]+) keys", r.stdout).group(1)
+                                          .replace(",", ""))
+    height = bvh_mod.detect_units(walk).height_m
+    assert f"reference units: centimetres, detected from a {height:.2f} m skeleton" \
+        in runs["cm"][0]
+    assert (f"reference units: ASF units (1/0.45 in), detected from a {height:.2f} m "
+            "skeleton; moved up ") in runs["asf"][0]
+    moved = re.search(r"moved up ([\d.]+) m to stand on the floor", runs["asf"][0]).group(1)
+    assert float(moved) == pytest.approx(1.0, abs=0.02)
+    assert runs["asf"][1] == pytest.approx(runs["cm"][1], rel=0.05)
+    assert "reference units: centimetres, given; a 0." in runs["as-cm"][0]
+    assert runs["as-cm"][1] < 0.8 * runs["asf"][1]
+    # the variation comes out at the reference's height (written in cm)
+    out = bvh_mod.read(next((tmp_path / "asf").glob("*.bvh")).read_bytes())
+    assert bvh_mod.detect_units(out).height_m == pytest.approx(height, rel=0.02)
+
+
+def test_bad_scale_is_reported(scene_file, tmp_path):
+    r = run(str(scene_file / "walk.bvh"), "--scale", "furlongs", "--method", "genmm",
+            "--out", str(tmp_path / "out"))
+    assert r.returncode == 1 and "Unknown scale 'furlongs'" in r.stderr
+    assert not (tmp_path / "out").exists()
