@@ -221,6 +221,20 @@ def test_kill_and_resume_with_two_workers_redoes_nothing(env, tmp_path):
     assert not list(out.rglob("*.blend1"))
 
 
+def test_an_item_redone_over_its_files_leaves_no_backup(env, tmp_path):
+    """A run killed after an item's files but before its record redoes the item over them:
+    its .blend is written afresh, no .blend1 left beside it."""
+    prompts = tmp_path / "one.txt"
+    prompts.write_text("a person walks forward\n")
+    out = tmp_path / "out"
+    for _ in range(2):
+        r = run(env, prompts, out, "--seconds", "1")
+        assert r.returncode == 0, r.stderr[-2000:]
+        (out / "manifest.json").unlink()  # as if killed before recording it
+    assert sorted(f.name for f in (out / "0001-a-person-walks-forward").iterdir()) == [
+        "0001-a-person-walks-forward.blend", "0001-a-person-walks-forward.bvh"]
+
+
 def test_malformed_prompts_file_names_the_line(env, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("prompt,seconds\nwalk,2\nrun,fast\n")
