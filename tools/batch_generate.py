@@ -131,14 +131,22 @@ def run_workers(pending, out, manifest, args, argv):
     procs, logs = [], []
     todo = {it.id for it in pending}
     progress = pb.Progress(len(pending))
-    seen = set()
+    seen, stamps = set(), {}
 
-    def collect():
+    def collect(force=False):
         for wf in files:
+            try:
+                st = wf.part.stat()
+            except FileNotFoundError:
+                continue
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # rewritten: a new file
+            if not force and stamps.get(wf.k) == stamp:
+                continue
             try:
                 part = pb.Manifest.load(wf.part)
             except SparseMotionError:
                 continue  # cannot happen (written atomically); read again next time
+            stamps[wf.k] = stamp
             for k, v in part.entries.items():
                 if k in todo and k not in seen:
                     seen.add(k)
@@ -157,7 +165,7 @@ def run_workers(pending, out, manifest, args, argv):
         while any(p.poll() is None for p in procs):
             collect()
             time.sleep(0.2)
-        collect()
+        collect(force=True)
     finally:
         workers.stop(procs)
         for f in logs:
