@@ -227,6 +227,7 @@ def test_reduce_tool_detects_the_unit_so_the_error_is_in_cm(tmp_path):
         r = reduce_tool(src, "--max-error", "1.0", "--out", str(tmp_path / unit), *extra)
         assert r.returncode == 0, r.stderr[-2000:]
         runs[unit] = r.stdout, keys_and_error(r.stdout)
+    print("reduce_bvh.py keys, max error:", {k: v[1] for k, v in runs.items()})
     cm_keys, cm_err = runs["cm"][1]
     asf_keys, asf_err = runs["asf"][1]
     assert "units: ASF units (1/0.45 in), detected from a 1.70 m skeleton" in runs["asf"][0]

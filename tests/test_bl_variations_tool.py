@@ -110,6 +110,7 @@ def test_bvh_reference_in_asf_units_is_detected_so_the_key_tolerance_is_in_cm(sc
         assert r.returncode == 0, r.stderr[-2000:]
         runs[name] = r.stdout, int(re.search(r"; ([\d,]+) keys", r.stdout).group(1)
                                           .replace(",", ""))
+    print("keys per reference:", {k: v[1] for k, v in runs.items()})
     height = bvh_mod.detect_units(walk).height_m
     assert f"reference units: centimetres, detected from a {height:.2f} m skeleton" \
         in runs["cm"][0]

@@ -51,7 +51,7 @@ def main(argv):
                     help="BVH reference: keep its height (default: the lowest foot on the floor)")
     args = ap.parse_args(argv)
     obj, action = open_reference(args.reference, scale=args.scale, ground=not args.no_ground)
-    note = bvh_io.import_note(action or obj.animation_data.action)
+    note = bvh_io.import_note(action or getattr(obj.animation_data, "action", None))
     if note:
         print(f"reference {note}")
     req = var.VariationRequest(obj=obj, action=action, count=args.count, seconds=args.seconds,
