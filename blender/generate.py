@@ -88,6 +88,12 @@ _models: dict = {}
 _models_lock = threading.Lock()
 
 
+#: Set on the armature data of the canonical rig Generate Motion creates: later generations onto
+#: it write the canonical motion directly (its rest pose is not a standing pose, so it could not
+#: serve as a retargeting reference).
+CANONICAL_RIG_TAG = "sparse_motion_canonical_rig"
+
+
 def get_model(name: str = "", settings: RuntimeSettings | None = None,
               backend: str = "onnx") -> SmdmModel:
     """The :class:`SmdmModel` for a model choice (kept between generations; it loads on first
@@ -224,6 +230,8 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
     warnings, made, keys_total, key_frames, key_seconds = [], [], 0, 0, 0.0
     obj = req.target
     created_rig = obj is None
+    # a rig this made earlier is the canonical skeleton itself: written directly, no retargeting
+    direct = created_rig or bool(obj.data.get(CANONICAL_RIG_TAG))
     R = len(gen.features)
     with Rollback() as rb:
         for r in range(R):
@@ -237,7 +245,7 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
             else:
                 reduce = ReduceSettings(mode="RATIO", ratio=req.key_percent / 100.0,
                                         handles=req.handles)
-            if obj is None or created_rig:
+            if direct:
                 res = import_bvh_result(canon.canonical_to_bvh(q, x, scene_fps),
                                         target=obj, scale=0.01, reduce=reduce,
                                         frame_start=req.frame_start, name=name, set_fps=False,
@@ -248,6 +256,7 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
                     rb.created(obj.data)
                     res.obj.name = "Generated Motion"
                     res.obj.data.name = "Generated Motion"
+                    res.obj.data[CANONICAL_RIG_TAG] = True
             else:
                 res = retarget_motion_result(q, x, scene_fps, obj, req.mapping, reduce=reduce,
                                              name=name,
