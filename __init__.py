@@ -4,7 +4,15 @@
 This file only registers. The bpy-free core (``keyframes``, ``motion``, ``inference``) never
 imports bpy, so it can be imported and tested outside Blender; the Blender layer
 (``blender``, ``operators``, ``panels``, ``preferences``) is imported on registration.
+
+A plain script that imports ``bpy``, registers the extension and ends must exit by itself:
+the ``bpy`` module (4.5) hangs forever in its C++ static destructors, and 4.2 can crash there,
+when Python classes are still registered at interpreter exit. So registration also registers
+an ``atexit`` hook that unregisters (Python runs it before ``bpy``'s own exit hook, which was
+registered first); ``unregister()`` removes the hook again. In Blender itself the extension is
+disabled at quit through ``unregister()`` as usual.
 """
+import atexit
 
 _modules = ()
 
@@ -16,10 +24,21 @@ def register():
     _modules = (preferences, properties, operators, panels)
     for module in _modules:
         module.register()
+    atexit.register(_unregister_at_exit)
 
 
 def unregister():
     global _modules
+    atexit.unregister(_unregister_at_exit)
     for module in reversed(_modules):
         module.unregister()
     _modules = ()
+    from .blender import generate, variations
+
+    generate.release_models()  # the models' memory goes with the extension
+    variations.release_models()
+
+
+def _unregister_at_exit():
+    if _modules:
+        unregister()
