@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Physics measures on hand-made trajectories with known answers."""
+import numpy as np
+import pytest
+
+from sparse_motion.motion import physics
+
+J = 21
+FOOT = physics.FOOT_JOINTS  # Foot_L, Toes_L, Foot_R, Toes_R
+
+
+def body(T, toe_y=4.24, foot_y=11.74, other_y=90.0):
+    """Every joint still; the foot joints at the given heights (x apart so nothing overlaps)."""
+    p = np.zeros((T, J, 3))
+    p[:, :, 1] = other_y
+    p[:, :, 0] = np.arange(J) * 3.0
+    for j, y in zip(FOOT, (foot_y, toe_y, foot_y, toe_y + 2.0)):
+        p[:, j, 1] = y
+    return p
+
+
+def test_still_feet_on_the_floor():
+    m = physics.measure(body(30), fps=20)
+    assert m["foot_skate_cm_s"] == 0.0
+    assert m["penetration_cm"] == 0.0
+    assert m["modal_foot_height_cm"] == 4.5  # the [4, 5) cm bin
+    assert m["mean_joint_speed_cm_s"] == 0.0
+    assert m["frames"] == 30 and m["near_floor_transitions"] == 29
+
+
+def test_a_sliding_toe_is_measured_in_cm_per_second():
+    p = body(11)
+    p[:, 16, 2] = np.arange(11) * 2.0          # the lowest toe slides 2 cm per frame
+    m = physics.measure(p, fps=20)
+    assert m["foot_skate_cm_s"] == pytest.approx(40.0)
+    assert m["mean_joint_speed_cm_s"] == pytest.approx(40.0 / J)
+    assert physics.measure(p, fps=30)["foot_skate_cm_s"] == pytest.approx(60.0)
+    # vertical motion is no slide: the toe bobbing 0.5 cm is not skating
+    q = body(11)
+    q[:, 16, 1] += 0.5 * (np.arange(11) % 2)
+    assert physics.measure(q, fps=20)["foot_skate_cm_s"] == 0.0
+
+
+def test_a_fast_toe_above_5_cm_is_not_skating():
+    p = body(11, toe_y=8.0)
+    p[:, 16, 2] = np.arange(11) * 10.0
+    m = physics.measure(p, fps=20)
+    assert m["near_floor_transitions"] == 0 and np.isnan(m["foot_skate_cm_s"])
+    assert m["modal_foot_height_cm"] == 8.5
+
+
+def test_the_lowest_foot_joint_is_the_one_measured():
+    p = body(10)
+    p[:, 20, 1] = 3.0          # the right toe is now the lowest ...
+    p[:, 20, 0] += np.arange(10) * 1.5    # ... and slides; the left one (4.24 cm) is still
+    m = physics.measure(p, fps=20)
+    assert m["foot_skate_cm_s"] == pytest.approx(30.0)
+    assert m["penetration_cm"] == pytest.approx(1.24)
+    assert m["modal_foot_height_cm"] == 3.5
+
+
+def test_penetration_is_the_mean_depth_below_the_contact_height():
+    p = body(4)
+    p[:, 16, 1] = [4.24, 2.24, 0.24, 6.0]  # 0, 2, 4 cm deep, then lifted (the other toe: 6.24)
+    m = physics.measure(p, fps=20)
+    assert m["penetration_cm"] == pytest.approx((0 + 2 + 4 + 0) / 4)
+    assert physics.measure(p, fps=20, contact_height_cm=0.0)["penetration_cm"] == 0.0
+
+
+def test_clip_floor_is_the_modal_height():
+    p = body(10, toe_y=11.7)          # floating feet: no penetration of the world floor
+    p[3, 16, 1] = 9.7                 # one frame 2 cm under where the feet rest
+    assert physics.measure(p, fps=20)["penetration_cm"] == 0.0
+    m = physics.measure(p, fps=20, floor="clip")
+    assert m["modal_foot_height_cm"] == 11.5
+    assert m["penetration_cm"] == pytest.approx((11.5 - 9.7) / 10)
+
+
+def test_z_up_gives_the_same_numbers():
+    p = body(12)
+    p[:, 16, 2] = np.arange(12) * 1.0
+    p[5, 16, 1] = 3.0
+    zup = np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)
+    a, b = physics.measure(p, fps=20), physics.measure(zup, fps=20, up="z")
+    for k in physics.MEASURES:
+        assert a[k] == pytest.approx(b[k])
+
+
+def test_clips_are_pooled_frame_by_frame():
+    still = body(10)
+    slide = body(21)
+    slide[:, 16, 2] = np.arange(21) * 3.0     # 60 cm/s over 20 transitions
+    m = physics.measure([still, slide], fps=20)
+    assert m["frames"] == 31 and m["near_floor_transitions"] == 29
+    assert m["foot_skate_cm_s"] == pytest.approx(60.0 * 20 / 29)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError):
+        physics.measure(np.zeros((5, 21)), fps=20)
+    with pytest.raises(ValueError):
+        physics.measure(body(5), fps=20, up="x")
+    bad = body(5)
+    bad[2, 3, 1] = np.nan
+    with pytest.raises(ValueError):
+        physics.measure(bad, fps=20)
