@@ -22,8 +22,11 @@ Measures (all floats; ``nan`` where a measure has nothing to average):
 
 ``foot_skate_cm_s``
     mean horizontal speed (cm/s) of the lowest foot joint of frame t between t and t+1, over
-    the transitions where that joint is within :data:`NEAR_FLOOR_CM` = 5 cm of the floor
-    (height below 5 cm in both frames; the skating rule of ``inference.metrics``).
+    the transitions where that joint is within :data:`NEAR_FLOOR_CM` = 5 cm of the floor in
+    both frames: less than 5 cm above its contact height (a canonical toe joint below
+    9.24 cm; with ``floor="clip"``, less than 5 cm above the clip's own floor). This counts
+    touch-down and take-off, where a real foot slows to a stop; the stricter rule of
+    ``inference.metrics.foot_skating_ratio`` (toe joint below 5 cm) sees only flat feet.
 ``penetration_cm``
     mean over frames of ``max(0, contact_height − h_t)``, ``h_t`` the lowest foot joint's
     height: how far the foot sinks below the floor (a toe joint below 4.24 cm). With
@@ -51,7 +54,8 @@ __all__ = ["measure", "lowest_foot_height", "modal_height", "FOOT_JOINTS", "TOE_
 FOOT_JOINTS = (15, 16, 19, 20)
 #: Height (cm) of the canonical toe joint when the foot stands flat on the floor.
 TOE_CONTACT_CM = 4.24
-#: A foot joint lower than this (cm) is near the floor (skating is measured there).
+#: A foot joint less than this (cm) above its contact height is near the floor (skating is
+#: measured there).
 NEAR_FLOOR_CM = 5.0
 #: The measures' names, in table order.
 MEASURES = ("foot_skate_cm_s", "penetration_cm", "modal_foot_height_cm", "mean_joint_speed_cm_s")
@@ -123,7 +127,8 @@ def measure(positions, fps: float, *, up: str = "y", foot_joints=FOOT_JOINTS,
         transitions += len(step)
         t = np.arange(len(p) - 1)
         j = joint[:-1]                                   # the lowest foot joint of frame t
-        low = (p[t, j, 1] < near_floor_cm) & (p[t + 1, j, 1] < near_floor_cm)
+        top = rest + near_floor_cm
+        low = (p[t, j, 1] < top) & (p[t + 1, j, 1] < top)
         horiz = np.linalg.norm(step[t, j][:, [0, 2]], axis=-1) * fps
         skate_sum += float(horiz[low].sum())
         near += int(low.sum())

@@ -41,12 +41,14 @@ def test_a_sliding_toe_is_measured_in_cm_per_second():
     assert physics.measure(q, fps=20)["foot_skate_cm_s"] == 0.0
 
 
-def test_a_fast_toe_above_5_cm_is_not_skating():
-    p = body(11, toe_y=8.0)
+def test_a_fast_toe_5_cm_above_the_floor_is_not_skating():
+    p = body(11, toe_y=9.5)   # 5.26 cm above its contact height
     p[:, 16, 2] = np.arange(11) * 10.0
     m = physics.measure(p, fps=20)
     assert m["near_floor_transitions"] == 0 and np.isnan(m["foot_skate_cm_s"])
-    assert m["modal_foot_height_cm"] == 8.5
+    assert m["modal_foot_height_cm"] == 9.5
+    p[:, 16, 1] = 9.0         # 4.76 cm above: near the floor
+    assert physics.measure(p, fps=20)["foot_skate_cm_s"] == pytest.approx(200.0)
 
 
 def test_the_lowest_foot_joint_is_the_one_measured():
