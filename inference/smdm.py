@@ -70,12 +70,16 @@ class Generation:
 
     def motion(self, r: int = 0, foot_lock: bool | None = None):
         """Result ``r`` as canonical motion: ``(local_quats (F, 21, 4), root_translation (F, 3))``,
-        with planted feet held still (:func:`~..motion.footlock.lock_feet`) unless
+        with planted feet on the floor and held still (:func:`~..motion.footlock.lock_feet`,
+        contacts from the model's own foot-contact channels and the foot heights) unless
         ``foot_lock`` (default: the generation's setting) is False. Decoded once, then kept."""
         lock = self.foot_lock if foot_lock is None else bool(foot_lock)
         if (r, lock) not in self._decoded:
-            q, x = _feat.features_to_motion(self.features[r])
-            self._decoded[(r, lock)] = _footlock.lock_feet(q, x) if lock else (q, x)
+            f = self.features[r]
+            q, x = _feat.features_to_motion(f)
+            contacts = f[:, _feat.feature_layout()["foot_contacts"]]
+            self._decoded[(r, lock)] = (_footlock.lock_feet(q, x, contacts=contacts) if lock
+                                        else (q, x))
         return self._decoded[(r, lock)]
 
     @property

@@ -1,15 +1,32 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Foot locking: keep planted feet still (canonical motion, numpy only).
+"""Foot locking and grounding: planted feet rest on the floor and stay still (canonical
+motion, numpy only).
 
 Generated motion decoded from features slides its feet where the root velocity and the joint
-rotations disagree. :func:`lock_feet` first moves the root so the body is carried by its
-planted toes (:func:`correct_root`, smoothed), then finds each foot's ground contacts (toe
-below ``height_cm`` and slower than ``speed_cm`` per frame, runs of at least two frames),
-holds the toe at the run's median ground position and moves the leg there with two-bone IK
-(hip fixed, knee kept in its plane, the foot keeps its world orientation). Toes that swing
-through lower than ``clear_cm`` are lifted clear the same way (they would scrape the floor).
-Outside the runs the correction fades out (smoothstep over ``blend`` frames), so nothing
-pops. Returns new local rotations and root translation.
+rotations disagree, and at speed (running, dashing) its feet float above or sink under the
+floor. :func:`lock_feet` is the one post-processing step every text-to-motion model's output
+goes through (``inference.smdm.Generation.motion``):
+
+1. **Contacts** (:func:`contact_mask`), per foot: the model's own foot-contact channels (the
+   features' ``foot_contacts``, Foot/Toes of a side, above 0.5) while the foot is less than
+   ``channel_gate_cm`` above the floor — at any speed — or, without channels or besides them,
+   the toe low (``height_cm``) and slow (``speed_cm`` per frame).
+2. **Grounding**: a foot's clearance is the lower of its toe joint's height above
+   :data:`TOE_CONTACT_CM` and its ankle's above :data:`ANKLE_CONTACT_CM` (the joints' heights
+   when the foot stands flat on the floor, y = 0; 0 for a planted foot, heel or ball). The
+   root is moved up or down by the planted feet's median clearance per contact, interpolated
+   between contacts and smoothed (:func:`ground_root`), so a floating or sinking body is put
+   on the floor; the rest is left to the leg IK.
+3. **Carrying the root** (:func:`correct_root`): its ground-plane steps cancel the mean slide of
+   the planted toes (smoothed), so the body moves over its feet instead of the feet sliding.
+4. **Pinning** with two-bone IK (hip fixed, knee kept in its plane, the foot keeps its world
+   orientation): during a contact the toe is held at the run's median ground position and
+   the foot's clearance brought to 0; swinging toes lower than ``clear_cm`` are lifted clear;
+   outside the runs the correction fades out (smoothstep over ``blend`` frames), so nothing
+   pops, and a fade never pushes a foot deeper under the floor than it was.
+
+A clip whose planted feet already rest still on the floor comes back unchanged. Returns new
+local rotations and root translation.
 """
 from __future__ import annotations
 
@@ -19,11 +36,18 @@ from . import rotations as _rot
 from .canonical import SKELETON, CanonicalSkeleton
 from .skeleton import forward_kinematics
 
-__all__ = ["lock_feet", "correct_root", "LEGS"]
+__all__ = ["lock_feet", "correct_root", "ground_root", "contact_mask", "clearance", "LEGS",
+           "TOE_CONTACT_CM", "ANKLE_CONTACT_CM", "CHANNEL_THRESHOLD"]
 
 #: (upper leg, lower leg, foot, toes) joint names per side.
 LEGS = (("UpperLeg_L", "LowerLeg_L", "Foot_L", "Toes_L"),
         ("UpperLeg_R", "LowerLeg_R", "Foot_R", "Toes_R"))
+#: Heights (cm) of the toe joint and the ankle (Foot) when the foot stands flat on the floor
+#: (the median heights of the real clips' joints in contact).
+TOE_CONTACT_CM = 4.24
+ANKLE_CONTACT_CM = 11.74
+#: A foot-contact channel above this value marks a contact.
+CHANNEL_THRESHOLD = 0.5
 
 
 def _runs(mask):
@@ -48,8 +72,8 @@ def _quat_between(a, b):
 
 
 def _offsets(F, runs, d_runs, blend):
-    """Per-frame horizontal correction: d inside runs, fading out (smoothstep) outside."""
-    out = np.zeros((F, 2))
+    """Per-frame correction: d inside runs, fading out (smoothstep) outside."""
+    out = np.zeros((F, d_runs[0].shape[1]))
     weight = np.zeros(F)
     for (s, e), d in zip(runs, d_runs):
         out[s:e] = d
@@ -65,29 +89,115 @@ def _offsets(F, runs, d_runs, blend):
 
 
 def correct_root(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELETON, *,
-                 height_cm: float = 6.0, speed_cm: float = 12.0):
+                 height_cm: float = 6.0, speed_cm: float = 12.0, planted=None,
+                 planted_speed_cm: float = 25.0):
     """Root translation whose ground-plane steps cancel the mean slide of the toes that are
-    on the ground (below ``height_cm`` in both frames, slower than ``speed_cm`` per frame):
-    the body is carried by its planted feet instead of sliding over them. The correction
-    is smoothed over 7 frames."""
+    on the ground (below ``height_cm`` in both frames, slower than ``speed_cm`` per frame; or
+    in contact in both frames by ``planted`` (F, 2) (per leg of :data:`LEGS`) and slower than
+    ``planted_speed_cm``): the body is carried by its planted feet instead of sliding over
+    them. The correction is smoothed over 7 frames."""
     x = np.array(root_translation, dtype=np.float64)
     pos = forward_kinematics(skeleton, local_quats, x)
     names = list(skeleton.names)
     toes = pos[:, [names.index(leg[3]) for leg in LEGS]]           # (F, 2, 3)
     step = np.diff(toes[..., [0, 2]], axis=0)                       # (F-1, 2, 2)
+    dist = np.linalg.norm(step, axis=-1)
     low = (toes[1:, :, 1] < height_cm) & (toes[:-1, :, 1] < height_cm)
-    planted = low & (np.linalg.norm(step, axis=-1) < speed_cm)      # (F-1, 2)
-    n = planted.sum(axis=1)
-    slide = np.where(n[:, None] > 0, (step * planted[..., None]).sum(axis=1)
+    planted_t = low & (dist < speed_cm)                             # (F-1, 2)
+    if planted is not None:
+        pl = np.asarray(planted, dtype=bool)
+        planted_t |= pl[1:] & pl[:-1] & (dist < planted_speed_cm)
+    n = planted_t.sum(axis=1)
+    slide = np.where(n[:, None] > 0, (step * planted_t[..., None]).sum(axis=1)
                      / np.maximum(n, 1)[:, None], 0.0)
     shift = np.zeros((len(x), 2))
     shift[1:] = -np.cumsum(slide, axis=0)
     # smoothed (triangle, 7 frames) so the root's velocity does not jump at contact changes;
     # the IK in lock_feet removes what smoothing leaves
-    k = np.array([1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0]) / 16.0
     for c in range(2):
-        shift[:, c] = np.convolve(np.pad(shift[:, c], 3, mode="edge"), k, mode="valid")
+        shift[:, c] = _smooth7(shift[:, c])
     x[:, [0, 2]] += shift
+    return x
+
+
+def _smooth7(v):
+    k = np.array([1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0]) / 16.0
+    return np.convolve(np.pad(v, 3, mode="edge"), k, mode="valid")
+
+
+def clearance(positions, skeleton: CanonicalSkeleton = SKELETON):
+    """(F, 2): per leg of :data:`LEGS`, how far the foot is above the floor: the lower of
+    its toe joint's height above :data:`TOE_CONTACT_CM` and its ankle's above
+    :data:`ANKLE_CONTACT_CM` (0 for a foot resting on the floor, flat, on its heel or on its
+    ball; negative under the floor)."""
+    names = list(skeleton.names)
+    out = np.empty((positions.shape[0], 2))
+    for i, leg in enumerate(LEGS):
+        a, t = names.index(leg[2]), names.index(leg[3])
+        out[:, i] = np.minimum(positions[:, t, 1] - TOE_CONTACT_CM,
+                               positions[:, a, 1] - ANKLE_CONTACT_CM)
+    return out
+
+
+def _toe_speed(toe):
+    """Per frame, the slower of the two horizontal toe steps next to it (cm per frame)."""
+    step = np.linalg.norm(np.diff(toe[:, [0, 2]], axis=0), axis=1)
+    speed = np.empty(len(toe))
+    speed[0], speed[-1] = step[0], step[-1]
+    speed[1:-1] = np.minimum(step[:-1], step[1:])
+    return speed
+
+
+def contact_mask(positions, contacts=None, skeleton: CanonicalSkeleton = SKELETON, *,
+                 height_cm: float = 6.0, speed_cm: float = 6.0,
+                 channel_gate_cm: float = 4.0, min_frames: int = 2):
+    """(F, 2) bool: the frames each leg of :data:`LEGS` is planted. A toe below
+    ``height_cm`` and slower than ``speed_cm`` per frame for at least ``min_frames`` frames;
+    and, given the model's foot-contact channels ``contacts`` (F, 4: Foot_L, Toes_L, Foot_R,
+    Toes_R, the features' ``foot_contacts``), every frame where the side's larger channel is
+    above :data:`CHANNEL_THRESHOLD` and the foot's :func:`clearance` below
+    ``channel_gate_cm``, whatever its speed (a running foot slides where it should stand)."""
+    pos = np.asarray(positions, dtype=np.float64)
+    F = pos.shape[0]
+    names = list(skeleton.names)
+    clear = clearance(pos, skeleton)
+    mask = np.zeros((F, 2), dtype=bool)
+    if contacts is not None:
+        c = np.asarray(contacts, dtype=np.float64)
+        if c.shape != (F, 4):
+            raise ValueError(f"contacts must be (F, 4) = ({F}, 4), got {c.shape}")
+    for i, leg in enumerate(LEGS):
+        toe = pos[:, names.index(leg[3])]
+        slow = (toe[:, 1] < height_cm) & (_toe_speed(toe) < speed_cm) if F > 1 else \
+            np.zeros(F, dtype=bool)
+        for s, e in _runs(slow):
+            if e - s >= min_frames:
+                mask[s:e, i] = True
+        if contacts is not None:
+            ch = np.max(c[:, 2 * i:2 * i + 2], axis=1) > CHANNEL_THRESHOLD
+            mask[:, i] |= ch & (clear[:, i] < channel_gate_cm)
+    return mask
+
+
+def ground_root(root_translation, planted, clear):
+    """Root translation moved up or down so the planted feet rest on the floor: on planted
+    frames by minus the median clearance of the contact runs planted there (averaged over
+    the legs), interpolated linearly between them, smoothed over 7 frames. ``planted`` and
+    ``clear`` are (F, 2) (:func:`contact_mask`, :func:`clearance`)."""
+    x = np.array(root_translation, dtype=np.float64)
+    F = len(x)
+    total = np.zeros(F)
+    count = np.zeros(F)
+    for i in range(planted.shape[1]):
+        for s, e in _runs(planted[:, i]):
+            total[s:e] -= np.median(clear[s:e, i])
+            count[s:e] += 1
+    on = count > 0
+    if not on.any():
+        return x
+    t = np.flatnonzero(on)
+    dy = np.interp(np.arange(F), t, total[on] / count[on])
+    x[:, 1] += _smooth7(dy)
     return x
 
 
@@ -105,49 +215,72 @@ def _lift(toe_y, swing, clear_cm):
 
 
 def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELETON, *,
-              height_cm: float = 6.0, speed_cm: float = 6.0, blend: int = 4,
-              clear_cm: float = 6.0, root: bool = True, return_info: bool = False):
-    """Planted feet held still: :func:`correct_root` (``root=True``), then two-bone IK on
-    the remaining slides (see the module docstring). Returns ``(local_quats,
-    root_translation)``."""
+              contacts=None, height_cm: float = 6.0, speed_cm: float = 6.0, blend: int = 4,
+              clear_cm: float = 6.0, root: bool = True, ground: bool = True,
+              channel_gate_cm: float = 4.0, ground_gate_cm: float = 15.0,
+              fast_clear_cm: float = 10.0, swing_speed_cm: float = 5.0,
+              return_info: bool = False):
+    """Planted feet on the floor and held still (see the module docstring): contacts from
+    ``contacts`` (the model's (F, 4) foot-contact channels, optional) and the foot heights,
+    :func:`ground_root` (``root and ground``; contacts gated at ``ground_gate_cm`` of
+    clearance so a floating body is found), :func:`correct_root` (``root``), then two-bone IK
+    pinning each contact run (toe at its median ground position, clearance 0 when
+    ``ground``). Returns ``(local_quats, root_translation)`` (and an info dict)."""
     q = _rot.quat_normalize(np.asarray(local_quats, dtype=np.float64))
     x = np.asarray(root_translation, dtype=np.float64)
     F = q.shape[0]
     names = list(skeleton.names)
     parents = skeleton.parents
-    info = {"contact_frames": 0, "max_shift_cm": 0.0}
+    info = {"contact_frames": 0, "max_shift_cm": 0.0, "ground_shift_cm": 0.0}
     if F < 2:
         return (q, x, info) if return_info else (q, x)
+    kw = dict(height_cm=height_cm, speed_cm=speed_cm)
     if root:
-        x = correct_root(q, x, skeleton, height_cm=height_cm)
+        if ground:
+            pos = forward_kinematics(skeleton, q, x)
+            x0 = x
+            x = ground_root(x, contact_mask(pos, contacts, skeleton, channel_gate_cm=ground_gate_cm,
+                                            **kw), clearance(pos, skeleton))
+            dy = x[:, 1] - x0[:, 1]
+            info["ground_shift_cm"] = float(np.abs(dy).max())
+            pos[..., 1] += dy[:, None]
+            planted = contact_mask(pos, contacts, skeleton, channel_gate_cm=channel_gate_cm, **kw)
+        else:
+            planted = None
+        x = correct_root(q, x, skeleton, height_cm=height_cm, planted=planted)
     pos, glob = forward_kinematics(skeleton, q, x, return_rotations=True)
+    planted = contact_mask(pos, contacts, skeleton, channel_gate_cm=channel_gate_cm, **kw)
+    clear = clearance(pos, skeleton)
     q = q.copy()
-    for leg in LEGS:
+    for i, leg in enumerate(LEGS):
         u, k, a, t = (names.index(n) for n in leg)
         toe = pos[:, t]
+        runs = _runs(planted[:, i])
+        in_run = planted[:, i]
+        # a swinging toe this close to the ground scrapes it: lift it clear, higher when it
+        # moves fast (real feet in swing are above the contact height + 5 cm)
         step = np.linalg.norm(np.diff(toe[:, [0, 2]], axis=0), axis=1)
-        speed = np.empty(F)  # the slower of the two steps next to each frame
-        speed[0], speed[-1] = step[0], step[-1]
-        speed[1:-1] = np.minimum(step[:-1], step[1:])
-        contact = (toe[:, 1] < height_cm) & (speed < speed_cm)
-        runs = [(s, e) for s, e in _runs(contact) if e - s >= 2]
-        in_run = np.zeros(F, dtype=bool)
-        for s, e in runs:
-            in_run[s:e] = True
-        # a toe moving fast this close to the ground scrapes it: lift it clear
-        lift = _lift(toe[:, 1], ~in_run & (toe[:, 1] < clear_cm), clear_cm)
+        fast = np.zeros(F, dtype=bool)
+        fast[:-1] |= step > swing_speed_cm
+        fast[1:] |= step > swing_speed_cm
+        need_cm = np.where(fast, fast_clear_cm, clear_cm)
+        lift = _lift(toe[:, 1], ~in_run & (toe[:, 1] < need_cm), need_cm)
         lift[in_run] = 0.0
         d_runs = []
         for s, e in runs:
             target = np.median(toe[s:e][:, [0, 2]], axis=0)
-            d_runs.append(target[None, :] - toe[s:e][:, [0, 2]])
-        d2 = _offsets(F, runs, d_runs, blend) if runs else np.zeros((F, 2))
-        info["contact_frames"] += int(sum(e - s for s, e in runs))
-        info["max_shift_cm"] = max(info["max_shift_cm"], float(np.abs(d2).max()),
-                                   float(lift.max()))
-        d = np.zeros((F, 3))
-        d[:, [0, 2]] = d2
-        d[:, 1] = lift
+            d = np.zeros((e - s, 3))
+            d[:, [0, 2]] = target[None, :] - toe[s:e][:, [0, 2]]
+            if ground:
+                d[:, 1] = -clear[s:e, i]
+            d_runs.append(d)
+        d = _offsets(F, runs, d_runs, blend) if runs else np.zeros((F, 3))
+        # a fade never pushes the foot deeper under the floor than it was
+        floor = np.minimum(clear[:, i], 0.0) - clear[:, i]
+        d[~in_run, 1] = np.maximum(d[~in_run, 1], floor[~in_run])
+        d[:, 1] = np.where(lift > 0, np.maximum(d[:, 1], lift), d[:, 1])
+        info["contact_frames"] += int(in_run.sum())
+        info["max_shift_cm"] = max(info["max_shift_cm"], float(np.abs(d).max()))
         moved = np.linalg.norm(d, axis=1) > 1e-9
         if not moved.any():
             continue
