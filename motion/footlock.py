@@ -90,14 +90,15 @@ def _offsets(F, runs, d_runs, blend):
 
 def correct_root(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELETON, *,
                  height_cm: float = 6.0, speed_cm: float = 12.0, planted=None,
-                 planted_speed_cm: float = 25.0):
+                 planted_speed_cm: float = 25.0, positions=None):
     """Root translation whose ground-plane steps cancel the mean slide of the toes that are
     on the ground (below ``height_cm`` in both frames, slower than ``speed_cm`` per frame; or
     in contact in both frames by ``planted`` (F, 2) (per leg of :data:`LEGS`) and slower than
     ``planted_speed_cm``): the body is carried by its planted feet instead of sliding over
-    them. The correction is smoothed over 7 frames."""
+    them. The correction is smoothed over 7 frames. ``positions``: the motion's joint
+    positions when the caller has them (saves a forward kinematics)."""
     x = np.array(root_translation, dtype=np.float64)
-    pos = forward_kinematics(skeleton, local_quats, x)
+    pos = forward_kinematics(skeleton, local_quats, x) if positions is None else positions
     names = list(skeleton.names)
     toes = pos[:, [names.index(leg[3]) for leg in LEGS]]           # (F, 2, 3)
     step = np.diff(toes[..., [0, 2]], axis=0)                       # (F-1, 2, 2)
@@ -246,8 +247,8 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
             pos[..., 1] += dy[:, None]
             planted = contact_mask(pos, contacts, skeleton, channel_gate_cm=channel_gate_cm, **kw)
         else:
-            planted = None
-        x = correct_root(q, x, skeleton, height_cm=height_cm, planted=planted)
+            pos = planted = None
+        x = correct_root(q, x, skeleton, height_cm=height_cm, planted=planted, positions=pos)
     pos, glob = forward_kinematics(skeleton, q, x, return_rotations=True)
     planted = contact_mask(pos, contacts, skeleton, channel_gate_cm=channel_gate_cm, **kw)
     clear = clearance(pos, skeleton)

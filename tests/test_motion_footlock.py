@@ -66,3 +66,122 @@ def test_a_toe_scraping_the_floor_is_lifted():
     _, p1 = toe_steps(q2, x2)
     assert (p1[:, toe, 1] >= 5.0).all()  # lifted clear of the floor
     assert metrics.foot_skating_ratio(p1) == 0.0
+
+
+# --- contacts at any speed, grounding, no penetration, no pops (issue 13, part 4) ----------
+
+from sparse_motion.motion import physics  # noqa: E402
+
+R_TOE = SK.names.index("Toes_R")
+
+
+def grounded(F, drift_cm_per_frame, sink_cm=0.0):
+    """:func:`standing` with the grounded (right) foot resting on the floor: clearance 0
+    (``sink_cm`` under it), the root drifting forward."""
+    q, x = standing(F, drift_cm_per_frame)
+    p = canon.canonical_forward_kinematics(q[:1], x[:1])
+    x[:, 1] -= footlock.clearance(p)[0].min() + sink_cm
+    return q, x
+
+
+def run_contacts(F, period=8, stance=3, side=1):
+    """Foot-contact channels (F, 4) of a run: ``stance`` frames in every ``period``."""
+    c = np.zeros((F, 4))
+    on = (np.arange(F) % period) < stance
+    c[on, 2 * side:2 * side + 2] = 1.0
+    return c, on
+
+
+def synthetic_run_positions(F=40, speed=10.0):
+    """Positions (F, 21, 3) of feet touching the floor for 3 frames in 8 while sliding
+    ``speed`` cm per frame (200 cm/s at 20 fps), flying 25 cm up in between."""
+    p = np.zeros((F, SK.num_joints, 3))
+    p[:, :, 1] = 90.0
+    c, on = run_contacts(F, side=1)
+    for toe, ankle in ((16, 15), (20, 19)):
+        p[:, toe, 2] = speed * np.arange(F)
+        p[:, toe, 1] = np.where(on, footlock.TOE_CONTACT_CM, 30.0) if toe == 20 else 30.0
+        p[:, ankle] = p[:, toe] + [0.0, footlock.ANKLE_CONTACT_CM - footlock.TOE_CONTACT_CM, -12.0]
+    return p, c, on
+
+
+def test_contacts_at_speed_are_found_from_the_channels():
+    p, c, on = synthetic_run_positions()
+    m = footlock.contact_mask(p, c)
+    np.testing.assert_array_equal(m[:, 1], on)      # every touch, at 200 cm/s
+    assert not m[:, 0].any()                          # the left foot never touches
+    # the height-and-speed rule alone misses them: they are too fast
+    assert not footlock.contact_mask(p).any()
+    # a channel that says "contact" for a foot 25 cm up is not believed
+    c2 = c.copy()
+    c2[:, 0:2] = 1.0
+    assert not footlock.contact_mask(p, c2)[:, 0].any()
+
+
+def test_feet_touching_at_speed_are_pinned():
+    # 160 cm/s, the toe 4 cm over its contact height: the height rule never plants it
+    q, x = grounded(40, 8.0, sink_cm=-4.0)
+    c, on = run_contacts(40)
+    q0, x0 = footlock.lock_feet(q, x)          # without the channels: never planted
+    s0, _ = toe_steps(q0, x0)
+    assert s0[:, 1].min() > 7.0
+    q2, x2 = footlock.lock_feet(q, x, contacts=c)
+    s2, p2 = toe_steps(q2, x2)
+    both = on[1:] & on[:-1]
+    assert s2[both, 1].max() < 0.05            # held still inside every contact
+    np.testing.assert_allclose(footlock.clearance(p2)[on, 1], 0.0, atol=0.05)
+
+
+def test_grounding_leaves_a_clip_on_the_floor_unchanged():
+    q, x = grounded(30, 0.0)
+    c, _ = run_contacts(30, period=30, stance=30)
+    for contacts in (None, c):
+        q2, x2 = footlock.lock_feet(q, x, contacts=contacts)
+        np.testing.assert_allclose(q2, q, atol=1e-9)
+        np.testing.assert_allclose(x2, x, atol=1e-9)
+
+
+def test_a_floating_or_sinking_body_is_put_on_the_floor():
+    for sink in (-8.0, 3.0):                   # 8 cm over the floor, 3 cm under it
+        q, x = grounded(30, 0.0, sink_cm=sink)
+        c, _ = run_contacts(30, period=30, stance=30)
+        q2, x2 = footlock.lock_feet(q, x, contacts=c)
+        p2 = canon.canonical_forward_kinematics(q2, x2)
+        np.testing.assert_allclose(footlock.clearance(p2)[:, 1], 0.0, atol=0.05)
+        np.testing.assert_allclose(x2[:, 1], x[:, 1] + sink, atol=0.05)  # by the root
+
+
+def test_penetration_never_increases():
+    rng = np.random.default_rng(0)
+    for sink in (0.0, 1.5, 4.0, -3.0):
+        for drift in (0.0, 3.0, 9.0):
+            q, x = grounded(48, drift, sink_cm=sink)
+            x[:, 1] += rng.normal(0.0, 1.0, 48).cumsum() * 0.3   # the body bobs
+            c, _ = run_contacts(48, period=int(rng.integers(6, 12)), stance=3)
+            before = physics.measure(canon.canonical_forward_kinematics(q, x), 20)
+            p2 = canon.canonical_forward_kinematics(*footlock.lock_feet(q, x, contacts=c))
+            after = physics.measure(p2, 20)
+            assert after["penetration_cm"] <= before["penetration_cm"] + 1e-9
+            if sink > 0:
+                assert after["penetration_cm"] < 0.5 * before["penetration_cm"]
+
+
+def _max_accel_at_boundaries(q, x, on):
+    p = canon.canonical_forward_kinematics(q, x)
+    acc = np.linalg.norm(np.diff(p, n=2, axis=0), axis=-1).max(axis=1)   # (F-2,) cm/frame²
+    edges = np.flatnonzero(np.diff(on.astype(int)))                      # contact changes
+    near = np.unique(np.clip(np.concatenate([edges + k for k in range(-3, 4)]), 0, len(acc) - 1))
+    return acc[near].max()
+
+
+def test_no_pops_at_contact_boundaries():
+    # a body floating 4 cm up whose right foot touches for 6 frames in 16 while sliding
+    # 8 cm per frame: grounded, the root carried, the pins faded in and out
+    q, x = grounded(48, 8.0, sink_cm=-4.0)
+    c, on = run_contacts(48, period=16, stance=6)
+    q2, x2 = footlock.lock_feet(q, x, contacts=c)
+    # no joint's speed changes by more than 2 cm/frame from one frame to the next (a foot
+    # stopped at once would change by 8)
+    assert _max_accel_at_boundaries(q2, x2, on) < 2.0
+    p = canon.canonical_forward_kinematics(q2, x2)
+    assert np.linalg.norm(np.diff(p, axis=0), axis=-1).max() < 9.0   # and no jumps
