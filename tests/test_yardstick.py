@@ -4,6 +4,7 @@ training caption, the motion-classifier package and its training/inference path.
 
 No dataset needed; the data-dependent checks skip without ../shared / the built dataset."""
 import collections
+import shutil
 import sys
 from pathlib import Path
 
@@ -91,3 +92,161 @@ def test_leak_check_can_fail(rows, train_caps):
     mirrored = _cap.mirror_text(_cap.captions("walk-turn-left", "normal", 1, seed=1)[0])
     assert yardstick.leaks([mirrored.lower()], train_caps) == [mirrored.lower()]
     assert yardstick.leaks(["a person moonwalks"], train_caps) == []
+
+
+# --------------------------------------------------------------------------- scoring
+
+def test_score_counts_every_result():
+    rows = [{"prompt": "a", "content": "walk", "style": "old", "kinds": ("typo",)},
+            {"prompt": "b", "content": "punch", "style": "any", "kinds": ("rare-content",)}]
+    cc, sc = ["walk", "run", "punch"], ["normal", "old"]
+    # prompt a: result 0 right (walk, old), result 1 wrong content (run; walk 2nd), style old
+    # prompt b: result 0 punch, result 1 walk (punch 3rd)
+    pc = np.array([[.8, .1, .1], [.3, .6, .1], [.1, .2, .7], [.5, .3, .2]])
+    ps = np.array([[.2, .8], [.1, .9], [.9, .1], [.9, .1]])
+    elderly = {"elderly": "old"}
+    res = yardstick.score(rows, pc, ps, cc, sc, lambda s: elderly.get(s, s),
+                          {"walk": 200, "punch": 2}, results_per_prompt=2)
+    assert res["all"]["content"] == 0.5 and res["all"]["content_top3"] == 1.0
+    assert res["all"]["style"] == 1.0 and res["all"]["n_style"] == 2
+    assert res["content_ge15"]["content"] == 0.5 and res["content_ge15"]["n"] == 2
+    assert res["per_content"]["punch"]["content"] == 0.5
+    assert res["per_kind"]["typo"]["content"] == 0.5
+    assert res["confusions"] == {"walk -> run": 1, "punch -> walk": 1}
+    with pytest.raises(ValueError):
+        yardstick.score(rows, pc[:3], ps[:3], cc, sc, str, {}, 2)
+
+
+# --------------------------------------------------------------------------- classifiers
+
+from sparse_motion.inference import registry as _reg  # noqa: E402
+from sparse_motion.inference.classifier import KIND, MotionClassifier  # noqa: E402
+from sparse_motion.inference.errors import ModelPackageError  # noqa: E402
+from sparse_motion.motion import features as _feat  # noqa: E402
+
+PACKAGE = ROOT / "models" / "classifiers"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return MotionClassifier(threads=2).load()
+
+
+def test_package_through_the_registry(shipped):
+    pkg = _reg.Registry().default(KIND)
+    assert pkg.path == PACKAGE.absolute() and pkg.name == "motion-classifiers"
+    assert shipped.package.path == pkg.path        # the default classifier is the registry's
+    man = shipped.manifest
+    assert man["commercial_use"] is False
+    assert "CC BY-NC 4.0" in man["data"]["license"] and "Bandai Namco" in man["data"]["credit"]
+    assert man["training"]["data"][0]["license"] == "CC-BY-NC-4.0"
+    assert isinstance(man["training"]["seed"], int) and "train_classifiers.py" in man["training"]["command"]
+    assert sum(p.stat().st_size for p in PACKAGE.iterdir()) <= 5_000_000
+    # every content with a clip is a class; styles of both datasets map onto the classes
+    assert set(shipped.classes("content")) == set(_cap.ALL_CONTENTS) - {"dance-long"}
+    for s in _cap.ALL_STYLES:
+        assert shipped.class_of("style", s) is not None
+    assert shipped.class_of("style", "elderly") == shipped.class_of("style", "old") == "old"
+    assert shipped.class_of("style", "exhausted") == "tired"
+    test = man["metrics"]["test"]
+    assert test["content"]["accuracy"] >= 0.85 and test["style"]["accuracy"] >= 0.5
+
+
+def test_corrupt_package_is_refused(tmp_path):
+    dst = tmp_path / "classifiers"
+    shutil.copytree(PACKAGE, dst)
+    data = bytearray((dst / "style.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (dst / "style.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelPackageError, match="checksum"):
+        MotionClassifier(dst).load()
+    with pytest.raises(ModelPackageError, match="not a motion-classifier"):
+        MotionClassifier(ROOT / "models" / "evaluator").load()
+
+
+def _procedural(name, n):
+    import test_evaluator as te     # the evaluator tests' procedural motions (no dataset)
+
+    q, x = te.MOTIONS[name][0](n)
+    return _feat.motion_to_features(q, x).astype(np.float32)
+
+
+LOCOMOTION = {"walk", "run", "dash", "walk-back", "walk-left", "walk-right", "walk-turn-left",
+              "walk-turn-right"}
+
+
+def test_shipped_classifier_on_procedural_motion(shipped):
+    # hand-made motions (not from the data): locomotion is named a locomotion content,
+    # arm gestures an arm gesture, at 6 s (one window) and 9 s (overlapping windows)
+    names = ["walk", "run", "walk-back", "turn-left", "turn-right",
+             "wave-left", "wave-right", "wave-both", "raise-left", "raise-right", "raise-both"]
+    for n in (120, 180):
+        motions = [_procedural(k, n) for k in names]
+        pred = [shipped.classes("content")[i]
+                for i in shipped.probabilities(motions, "content").argmax(1)]
+        is_loco = [p in LOCOMOTION for p in pred]
+        want = [k in ("walk", "run", "walk-back", "turn-left", "turn-right") for k in names]
+        agree = np.mean([a == b for a, b in zip(is_loco, want)])
+        assert agree >= 0.8, list(zip(names, pred))
+        # the side of a raised hand is read right
+        assert pred[names.index("raise-left")].endswith("left-hand"), pred
+        assert pred[names.index("raise-right")].endswith("right-hand"), pred
+    p = shipped.probabilities(motions[:2], "style")
+    assert p.shape == (2, len(shipped.classes("style"))) and np.allclose(p.sum(1), 1)
+    # windows: one for a short motion, overlapping ones ending at the last frame for a long one
+    assert shipped.windows(motions[0][:30]).shape == (1, 30, 257)
+    assert shipped.windows(motions[0]).shape == (2, 120, 257)                 # 0, 60
+    long = np.concatenate([motions[0], motions[0][:20]])
+    w = shipped.windows(long)
+    assert w.shape == (3, 120, 257)                                           # 0, 60, 80
+    assert np.allclose(w[-1], shipped.windows(long[80:])[0])
+    with pytest.raises(ValueError):
+        shipped.windows(np.zeros((10, 12), np.float32))
+
+
+def test_training_and_inference_path_end_to_end(tmp_path):
+    # a tiny classifier trained here on procedural motion (walk vs raise both hands, random
+    # lengths and noise), exported and packaged as train_classifiers.py does, then run
+    # through the package layer: it must tell the two apart
+    torch = pytest.importorskip("torch")
+    import train_classifiers as tc
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    base = {"walk": _procedural("walk", 200), "raise-up-both-hands": _procedural("raise-both", 200)}
+    mean = np.mean(np.concatenate(list(base.values())), 0)
+    std = np.std(np.concatenate(list(base.values())), 0) + 0.1
+    classes = sorted(base)
+    model = tc.build_model(torch, len(classes), {"channels": 16, "kernel": 5, "dropout": 0.0})
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(40):
+        L = int(rng.integers(20, 60))
+        ys = rng.integers(0, 2, 16)
+        xs = []
+        for y in ys:
+            f = base[classes[y]]
+            s = int(rng.integers(0, len(f) - L))
+            xs.append((f[s:s + L] - mean) / std + 0.1 * rng.standard_normal((L, 257)))
+        loss = torch.nn.functional.cross_entropy(
+            model(torch.from_numpy(np.stack(xs).astype(np.float32))), torch.from_numpy(ys))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    d = tmp_path / "tiny"
+    d.mkdir()
+    tc.export(torch, model, d / "content.onnx")
+    np.savez(d / "stats.npz", mean=mean.astype(np.float32), std=std.astype(np.float32))
+    import train_evaluator as te
+
+    te.write_package_manifest(d, {
+        "name": "tiny-classifier", "kind": KIND, "version": "0.1.0", "commercial_use": False,
+        "skeleton": "bandai-21", "fps": 20, "representation": te.REPRESENTATION,
+        "stats": "stats.npz", "window": 40, "hop": 20, "min_frames": 8,
+        "heads": {"content": {"file": "content.onnx", "classes": classes}},
+        "files": {"content.onnx": {}, "stats.npz": {}}})
+    clf = MotionClassifier(d, threads=1).load()
+    tests = [_procedural("walk", 90), _procedural("raise-both", 90),
+             _procedural("walk", 33)[5:], _procedural("raise-both", 150)]
+    pred = [classes[i] for i in clf.probabilities(tests, "content").argmax(1)]
+    assert pred == ["walk", "raise-up-both-hands", "walk", "raise-up-both-hands"]
+    clf.release()
