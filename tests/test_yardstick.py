@@ -250,3 +250,54 @@ def test_training_and_inference_path_end_to_end(tmp_path):
     pred = [classes[i] for i in clf.probabilities(tests, "content").argmax(1)]
     assert pred == ["walk", "raise-up-both-hands", "walk", "raise-up-both-hands"]
     clf.release()
+
+
+# --------------------------------------------------------------------------- evaluate.py
+
+DATA = Path("~/.cache/sparse_motion/dataset-v1").expanduser()
+
+
+class RealClipGenerator:
+    """A generator that answers a prompt with a real held-out clip of the content (and, when
+    it can, the style) the prompt asks for, or always with the same clip (``fixed``)."""
+
+    def __init__(self, ds, rows, fixed=None):
+        self.ds, self.fixed = ds, fixed
+        self.want = {r["prompt"]: (r["content"], r["style"]) for r in rows}
+        self.test = [int(i) for i in ds.indices("test")]
+
+    def generate(self, text, length_frames, seed):
+        if self.fixed is not None:
+            return self.ds.features(self.fixed)
+        content, style = self.want[text]
+        same = [i for i in self.test if self.ds.clips[i]["content"] == content]
+        styled = [i for i in same if self.ds.clips[i]["style"] == style]
+        pick = (styled or same)[seed % len(styled or same)]
+        return self.ds.features(pick)[:length_frames]
+
+
+def test_evaluate_yardstick_scores_right_motion_high_and_wrong_motion_low(shipped):
+    if not (DATA / "meta.json").is_file():
+        pytest.skip("no built dataset (training/build_dataset.py)")
+    import evaluate
+    from sparse_motion.inference.evaluator import Evaluator
+    from sparse_motion.motion import dataset as _ds
+
+    ds = _ds.load_dataset(DATA)
+    ev = Evaluator(threads=2)
+    have = {ds.clips[int(i)]["content"] for i in ds.indices("test")}
+    rows = [r for r in yardstick.load_prompts() if r["content"] in have][::6]
+    right = evaluate.run_yardstick(RealClipGenerator(ds, rows), ev, shipped, rows, 1, 6.0, 0,
+                                   "real clips")
+    walk = next(int(i) for i in ds.indices("test") if ds.clips[int(i)]["content"] == "walk")
+    wrong = evaluate.run_yardstick(RealClipGenerator(ds, rows, fixed=walk), ev, shipped, rows,
+                                   1, 6.0, 0, "one walk")
+    assert right["all"]["content"] >= 0.85, right["confusions"]
+    n_walk = sum(r["content"] == "walk" for r in rows) / len(rows)
+    assert abs(wrong["all"]["content"] - n_walk) < 0.05     # only the walk prompts are right
+    assert right["all"]["style"] > wrong["all"]["style"]
+    assert set(right["physics"]) == {r["content"] for r in rows}
+    ceiling = evaluate.real_ceiling(shipped, ds, "test")
+    text = evaluate.format_yardstick(ceiling, {"real clips": {**right, "clips": {}}},
+                                     evaluate.real_physics(ds, ["walk"]))
+    assert "ceiling" in text and "unseen pairs" in text

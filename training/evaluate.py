@@ -12,6 +12,17 @@ One command prints one table (HumanML3D protocol, see ``docs/evaluator.md``):
   test clip (one of its captions, its length) and, for multimodality, ``--mm-gens``
   motions for each of ``--mm-texts`` captions.
 
+``--yardstick`` adds the prompt-robustness yardstick (``training/yardstick.py``, issue 13):
+every generator (default: the shipped sMDM, ``sparse_motion.inference.smdm:SmdmGenerator``)
+makes ``--yardstick-results`` motions of ``--yardstick-seconds`` for each of the 345
+hand-written prompts (held out of every training caption), the ``motion-classifier``
+package (``models/classifiers``, trained on real motion) names their content and style, and
+the tables give content accuracy (all prompts; prompts whose content has >= 15 clips),
+content top-3, style accuracy, per kind and per content, beside the classifiers' accuracy on
+real held-out clips (the ceiling), and per content the physics of the generated motion
+(``motion.physics``) beside the real clips of that content. ``--no-table`` skips the
+test-split table.
+
 Runs in the main venv (numpy + onnxruntime; no torch)::
 
     .venv/bin/python training/evaluate.py
@@ -44,8 +55,15 @@ devimport.load()
 
 from sparse_motion.motion import dataset as _ds  # noqa: E402
 from sparse_motion.inference.evaluator import Evaluator, NoiseGenerator  # noqa: E402
+from sparse_motion.inference.classifier import MotionClassifier  # noqa: E402
+from sparse_motion.motion import features as _feat  # noqa: E402
+from sparse_motion.motion import physics as _phys  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "training"))
+import yardstick as _ys  # noqa: E402
 
 DEFAULT_DATA = Path("~/.cache/sparse_motion/dataset-v1").expanduser()
+DEFAULT_YARDSTICK_GENERATOR = "sparse_motion.inference.smdm:SmdmGenerator"
 
 COLUMNS = [
     ("R@1", "r_precision_top1", "{:.3f}"),
@@ -121,10 +139,119 @@ def format_table(rows: dict) -> str:
                     s += f"±{ci:.3f}"
                 cells.append(s)
         lines.append(cells)
+    return _md(head, lines)
+
+
+def _md(head, lines) -> str:
+    """A Markdown table, columns padded."""
     widths = [max(len(str(r[k])) for r in [head] + lines) for k in range(len(head))]
     fmt_row = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([fmt_row(head), sep] + [fmt_row(r) for r in lines])
+
+
+# =========================================================================== yardstick
+
+
+def real_ceiling(clf, ds, split: str) -> dict:
+    """The classifiers on the real clips of ``split`` (held out of their training): overall
+    and per content, as the yardstick scores generated motion."""
+    idx = ds.indices(split)
+    feats = [ds.features(int(i)) for i in idx]
+    cc = clf.classes("content")
+    sc = clf.classes("style")
+    pc = clf.probabilities(feats, "content")
+    ps = clf.probabilities(feats, "style")
+    rows = [{"prompt": ds.clips[int(i)]["id"], "content": ds.clips[int(i)]["content"],
+             "style": ds.clips[int(i)]["style"], "kinds": ()} for i in idx]
+    res = _ys.score(rows, pc, ps, cc, sc, lambda s: clf.class_of("style", s),
+                    clf.manifest["dataset"]["content_clips"], 1)
+    res.pop("results")
+    return res
+
+
+def real_physics(ds, contents) -> dict:
+    """Physics of every real clip of each content (positions from the features)."""
+    out = {}
+    for content in contents:
+        pos = [_feat.features_to_positions(ds.features(i).astype(np.float64))
+               for i in range(len(ds)) if ds.clips[i]["content"] == content]
+        if pos:
+            out[content] = _phys.measure(pos, fps=ds.fps)
+    return out
+
+
+def run_yardstick(gen, ev, clf, rows, results: int, seconds: float, seed: int, name: str):
+    """Generate ``results`` motions per prompt, classify them, score; physics per content."""
+    n = int(round(seconds * ev.fps))
+    feats, positions = [], []
+    t0 = time.perf_counter()
+    for p, row in enumerate(rows):
+        for r in range(results):
+            f = np.asarray(gen.generate(row["prompt"], n, int(seed * 100003 + p * results + r)),
+                           dtype=np.float32)
+            if f.ndim != 2 or f.shape[1] != ev.feature_dim:
+                raise SystemExit(f"{name}: generate() returned shape {f.shape}")
+            f, pos = ev.prepare(f, return_positions=True)   # as the extension shows it
+            feats.append(f)
+            positions.append(pos)
+        if (p + 1) % 50 == 0:
+            print(f"  {name}: {p + 1}/{len(rows)} prompts, {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+    secs = time.perf_counter() - t0
+    pc = clf.probabilities(feats, "content")
+    ps = clf.probabilities(feats, "style")
+    res = _ys.score(rows, pc, ps, clf.classes("content"), clf.classes("style"),
+                    lambda s: clf.class_of("style", s), clf.manifest["dataset"]["content_clips"],
+                    results)
+    by_content = {}
+    for k, row in enumerate(r for r in rows for _ in range(results)):
+        by_content.setdefault(row["content"], []).append(positions[k])
+    res["physics"] = {c: _phys.measure(v, fps=ev.fps) for c, v in sorted(by_content.items())}
+    res["generate_seconds"] = round(secs, 1)
+    return res
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def format_yardstick(ceiling: dict, gens: dict, real_phys: dict) -> str:
+    k15 = f"content_ge{_ys.MIN_CLIPS}"
+    head = ["motion", "content % (all)", f"content % (>= {_ys.MIN_CLIPS} clips)",
+            "content top-3 %", "style %", "unseen pairs: content / style %"]
+    lines = [["real held-out clips (test) — ceiling", _pct(ceiling["all"]["content"]),
+              _pct(ceiling[k15]["content"]), _pct(ceiling["all"]["content_top3"]),
+              _pct(ceiling["all"]["style"]), "-"]]
+    for name, g in gens.items():
+        lines.append([name, _pct(g["all"]["content"]), _pct(g[k15]["content"]),
+                      _pct(g["all"]["content_top3"]), _pct(g["all"]["style"]),
+                      f"{_pct(g['unseen_pair']['content'])} / {_pct(g['unseen_pair']['style'])}"])
+    out = [_md(head, lines)]
+    for name, g in gens.items():
+        out.append(f"\n{name}, per prompt kind (a prompt may have two kinds):")
+        out.append(_md(["kind", "prompts", "content %", "content top-3 %", "style %"],
+                       [[k, v["n"] // g["results_per_prompt"], _pct(v["content"]),
+                         _pct(v["content_top3"]), _pct(v["style"])]
+                        for k, v in g["per_kind"].items()]))
+        out.append(f"\n{name}, per content (real = the classifier on held-out real clips of "
+                   "the content; physics: generated / real clips of the content):")
+        rows = []
+        for c, v in g["per_content"].items():
+            real = ceiling["per_content"].get(c)
+            ph, rp = g["physics"].get(c, {}), real_phys.get(c, {})
+            cell = lambda k, f: (f"{ph.get(k, float('nan')):{f}} / "  # noqa: E731
+                                 f"{rp.get(k, float('nan')):{f}}")
+            rows.append([c, g["clips"].get(c, 0), v["n"] // g["results_per_prompt"],
+                         _pct(real["content"]) if real else "-", _pct(v["content"]),
+                         _pct(v["style"]),
+                         cell("foot_skate_cm_s", ".0f"), cell("penetration_cm", ".2f"),
+                         cell("modal_foot_height_cm", ".1f"), cell("mean_joint_speed_cm_s", ".0f")])
+        out.append(_md(["content", "clips", "prompts", "real content %", "content %", "style %",
+                        "skate cm/s", "penetr. cm", "modal foot cm", "joint speed cm/s"], rows))
+        out.append("most frequent confusions: " + ", ".join(
+            f"{k} ({v})" for k, v in g["confusions"].items()))
+    return "\n".join(out)
 
 
 def main(argv=None):
@@ -147,6 +274,15 @@ def main(argv=None):
     ap.add_argument("--mm-gens", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--yardstick", action="store_true",
+                    help="also score every generator (default: the shipped sMDM) on the "
+                         "prompt-robustness yardstick")
+    ap.add_argument("--no-table", action="store_true", help="skip the test-split table")
+    ap.add_argument("--yardstick-prompts", default=str(_ys.PROMPTS_FILE))
+    ap.add_argument("--yardstick-results", type=int, default=2, help="motions per prompt")
+    ap.add_argument("--yardstick-seconds", type=float, default=6.0)
+    ap.add_argument("--classifiers", default=None,
+                    help="motion-classifier package (default: the registry's)")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -158,10 +294,11 @@ def main(argv=None):
     lengths = [m.shape[0] for m in motions]
     common = dict(reference=args.reference, repeats=args.repeats, seed=args.seed)
     rows = {}
-    real_emb = ev.embed_motion(motions)
-    rows[f"real ({args.split})"] = ev.evaluate(motions, captions, motion_embeddings=real_emb,
-                                               **common)
-    if not args.no_baselines:
+    if not args.no_table:
+        real_emb = ev.embed_motion(motions)
+        rows[f"real ({args.split})"] = ev.evaluate(motions, captions,
+                                                   motion_embeddings=real_emb, **common)
+    if not args.no_baselines and not args.no_table:
         perm = np.random.default_rng(args.seed + 1).permutation(len(idx))
         rows["shuffled text"] = ev.evaluate(motions, [captions[p] for p in perm],
                                             motion_embeddings=real_emb, **common)
@@ -171,15 +308,49 @@ def main(argv=None):
             gen_m, captions, mm_groups=multimodality_groups(
                 noise, captions, lengths, args.mm_texts, args.mm_gens, args.seed), **common)
     kwargs_list = [json.loads(k) for k in args.generator_kwargs]
-    for g, spec in enumerate(args.generator):
+    specs = list(args.generator)
+    if args.yardstick and not specs:
+        specs = [DEFAULT_YARDSTICK_GENERATOR]
+        args.label = args.label or ["sMDM default"]
+    yard = {}
+    if args.yardstick:
+        clf = MotionClassifier(args.classifiers, threads=args.threads or 0).load()
+        ys_rows = _ys.load_prompts(args.yardstick_prompts)
+        ceiling = real_ceiling(clf, ds, args.split)
+    for g, spec in enumerate(specs):
         kwargs = kwargs_list[g] if g < len(kwargs_list) else {}
         gen = load_generator(spec, kwargs)
+        name = args.label[g] if g < len(args.label) else spec
+        if args.yardstick:
+            yard[name] = run_yardstick(gen, ev, clf, ys_rows, args.yardstick_results,
+                                       args.yardstick_seconds, args.seed, name)
+            yard[name]["clips"] = clf.manifest["dataset"]["content_clips"]
+        if args.no_table:
+            continue
         gen_m, secs = generate_rows(gen, captions, lengths, args.seed, ev.feature_dim, spec)
         groups = (multimodality_groups(gen, captions, lengths, args.mm_texts, args.mm_gens,
                                        args.seed) if args.mm_gens >= 2 else None)
-        name = args.label[g] if g < len(args.label) else spec
         rows[name] = ev.evaluate(gen_m, captions, mm_groups=groups, **common)
         rows[name]["generate_seconds"] = round(secs, 2)
+
+    out = {}
+    if args.yardstick:
+        real_phys = real_physics(ds, sorted({c for y in yard.values() for c in y["physics"]}))
+        print(f"yardstick: {len(ys_rows)} prompts held out of every training caption, "
+              f"{args.yardstick_results} x {args.yardstick_seconds:g} s motions each; "
+              f"classifiers {clf.manifest['name']} {clf.manifest['version']} (ceiling: "
+              f"{args.split} split, {ceiling['all']['n']} real clips)")
+        print(format_yardstick(ceiling, yard, real_phys))
+        out["yardstick"] = {"prompts": str(args.yardstick_prompts),
+                            "classifiers": clf.manifest["name"],
+                            "classifiers_version": clf.manifest["version"],
+                            "ceiling": ceiling, "real_physics": real_phys, "generators": yard}
+    if args.no_table:
+        print(f"({time.perf_counter() - t0:.0f} s)")
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        return out
 
     print(f"evaluator {ev.manifest['name']} {ev.manifest['version']}; {args.split} split: "
           f"{len(idx)} clips; R-precision: batches of 32, mean ± 95% over {args.repeats} "
@@ -192,7 +363,8 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps(
             {"split": args.split, "reference": args.reference, "repeats": args.repeats,
              "seed": args.seed, "evaluator": ev.manifest["name"],
-             "evaluator_version": ev.manifest["version"], "rows": rows}, indent=2) + "\n")
+             "evaluator_version": ev.manifest["version"], "rows": rows, **out},
+            indent=2) + "\n")
     return rows
 
 
