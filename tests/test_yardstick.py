@@ -301,3 +301,24 @@ def test_evaluate_yardstick_scores_right_motion_high_and_wrong_motion_low(shippe
     text = evaluate.format_yardstick(ceiling, {"real clips": {**right, "clips": {}}},
                                      evaluate.real_physics(ds, ["walk"]))
     assert "ceiling" in text and "unseen pairs" in text
+
+
+def test_unseen_pairs_have_no_clip(rows):
+    # with the data: a prompt is labelled unseen-pair exactly when no clip has its content
+    # and style (the two datasets' names of one style count as one)
+    if not (DATA / "meta.json").is_file():
+        pytest.skip("no built dataset (training/build_dataset.py)")
+    import json
+    import train_classifiers as tc
+
+    clips = json.loads((DATA / "clips.json").read_text())["clips"]
+    same = lambda s: tc.STYLE_LABEL_MAP.get(s, s)  # noqa: E731
+    have = {(c["content"], same(c["style"])) for c in clips}
+    for r in rows:
+        if r["style"] == yardstick.ANY_STYLE:
+            continue
+        unseen = (r["content"], same(r["style"])) not in have
+        assert unseen == ("unseen-pair" in r["kinds"]), r
+    counts = collections.Counter(c["content"] for c in clips)
+    assert all(counts[r["content"]] <= 2 for r in rows if "rare-content" in r["kinds"])
+    assert all(counts[r["content"]] >= 15 for r in rows if "rare-content" not in r["kinds"])
