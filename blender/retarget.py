@@ -99,18 +99,20 @@ def target_rig(obj, reference=None) -> rsolve.TargetRig:
     parents = [b.parent.name if b.parent else None for b in bones]
     rest = np.array([np.array(b.matrix_local, dtype=np.float64) for b in bones])
     connected = [bool(b.use_connect) for b in bones]
-    ref = None
-    if reference is not None and reference.frame is not None:
-        order = {b.name: i for i, b in enumerate(obj.data.bones)}
+    ref = static = None
+    order = {b.name: i for i, b in enumerate(obj.data.bones)}
+    if reference is not None and reference.matrices is not None:
         ref = reference.matrices[[order[n] for n in names]]
+    if reference is not None and reference.basis is not None:
         static = reference.basis[[order[n] for n in names]]
     else:
         static = np.array([np.array(obj.pose.bones[n].matrix_basis, dtype=np.float64)
                            for n in names])
     follow = [_copied_bone(obj, obj.pose.bones[n]) for n in names]
     rig = rsolve.TargetRig.build(names, parents, rest, connected, static, follow, ref)
-    if ref is not None:
-        rig.up = world_up(obj)
+    if reference is not None and reference.frame is not None:
+        rig.up = world_up(obj)  # a frame of an action need not be symmetric
+    rig.ref_placed = reference is not None and reference.placed
     return rig
 
 
@@ -120,13 +122,15 @@ def target_rig(obj, reference=None) -> rsolve.TargetRig:
 @dataclass
 class Reference:
     """The pose of a target that retargeting aligns with the source's T-pose: the rest pose
-    (``frame`` None) or a frame of the rig's action where it stands."""
+    (``frame`` and ``matrices`` None), a frame of the rig's action where it stands, or (the
+    canonical skeleton: ``frame`` None) its T-pose, :func:`canonical_tpose`."""
 
     frame: int | None = None
     matrices: np.ndarray = None  # (B, 4, 4) pose_bone.matrix, obj.data.bones order
-    basis: np.ndarray = None  # (B, 4, 4) pose_bone.matrix_basis at that frame
+    basis: np.ndarray = None  # (B, 4, 4) pose_bone.matrix_basis at that frame (None: current)
     description: str = "its rest pose"
     rest_problems: list = field(default_factory=list)  # why the rest pose does not stand
+    placed: bool = False  # it stands where the motion is placed (TargetRig.ref_placed)
 
 
 def world_up(obj) -> np.ndarray:
@@ -157,13 +161,54 @@ def _action_range(obj, what="target"):
     return action, first, last
 
 
+def canonical_scale(obj, mapping):
+    """Armature units per cm when ``obj`` is the canonical skeleton and ``mapping`` drives
+    every canonical joint with its namesake bone: the rig Generate Motion creates (tagged
+    with :data:`.generate.CANONICAL_RIG_TAG`) or any rig with the canonical joints in the BVH
+    rest pose (:func:`_canonical_layout`: a canonical or Bandai-layout BVH imported), else
+    None."""
+    from .generate import CANONICAL_RIG_TAG
+
+    if any(mapping.mapped.get(j) != j for j in cv.JOINTS):
+        return None
+    return _canonical_layout(obj, check_offsets=not obj.data.get(CANONICAL_RIG_TAG))
+
+
+def canonical_tpose(obj, s) -> Reference:
+    """The canonical skeleton's standing pose, known exactly: its T-pose
+    (:data:`..retarget.conventions.TPOSE_LOCAL_QUATS`) as the pose matrices of ``obj`` (``s``
+    armature units per cm; see :func:`canonical_scale`). Each joint's bone is its rest bone
+    turned by the joint's T-pose world rotation (carried into armature space, as the BVH
+    import lays the zero pose out), placed along the rig's own rest offsets from the Hips at
+    the T-pose height, where the canonical motion puts it (so retargeted canonical motion
+    lands where it would be written directly); other bones keep their rest matrices."""
+    _q, G, pos = cv.tpose()
+    bones = obj.data.bones
+    M = np.array([np.array(b.matrix_local, dtype=np.float64) for b in bones])
+    idx = [bones.find(j) for j in cv.JOINTS]
+    W = _C @ G @ _C.T  # the joints' T-pose rotations in armature space
+    rest_heads = M[idx, :3, 3].copy()
+    for j, b in enumerate(idx):  # parents come first in the canonical order
+        p = cv.PARENTS[j]
+        head = (s * _C @ pos[0] if p < 0
+                else M[idx[p], :3, 3] + W[p] @ (rest_heads[j] - rest_heads[p]))
+        M[b, :3, :3] = W[j] @ M[b, :3, :3]
+        M[b, :3, 3] = head
+    return Reference(matrices=M, description="the canonical T-pose", placed=True)
+
+
 def reference_pose(obj, mapping, frame=None, scan=25) -> Reference:
     """Where ``obj`` stands: frame ``frame`` of its action when given (refused when it does
-    not stand), else its rest pose when that stands, else the first frame of its action that
-    stands, preferring a T or A pose (``scan`` frames looked at). Raises :class:`InputError`
-    saying what is wrong and how to fix it when there is none."""
+    not stand), else the T-pose of the canonical skeleton when ``obj`` is one
+    (:func:`canonical_scale`), else its rest pose when that stands, else the first frame of
+    its action that stands, preferring a T or A pose (``scan`` frames looked at). Raises
+    :class:`InputError` saying what is wrong and how to fix it when there is none."""
     up = world_up(obj)
     metres = _cm_per_armature_unit(obj) / 100.0
+    if frame is None:
+        s = canonical_scale(obj, mapping)
+        if s is not None:
+            return canonical_tpose(obj, s)
     rest_heads = np.array([tuple(b.head_local) for b in obj.data.bones], dtype=np.float64)
     rest_problems = posecheck.standing_problems(_mapped_points(obj, mapping, rest_heads), up,
                                                 metres)
@@ -418,10 +463,10 @@ def source_from_armature(obj, frame_range=None, mapping=None):
     return source, first, action.name
 
 
-def _canonical_layout(obj):
+def _canonical_layout(obj, check_offsets=True):
     """Armature units per cm when ``obj`` has the canonical joints in the BVH rest pose
     (zero rotations: bones laid out by the canonical offsets, Y up converted to Z up), else
-    None."""
+    None. ``check_offsets=False``: only the joints and the scale (a rig known to be one)."""
     bones = obj.data.bones
     if not all(j in bones for j in cv.JOINTS):
         return None
@@ -430,6 +475,8 @@ def _canonical_layout(obj):
     s = leg / np.linalg.norm(canon.OFFSETS[cv.INDEX["LowerLeg_L"]])
     if not s > 0:
         return None
+    if not check_offsets:
+        return s
     for j in range(1, len(cv.JOINTS)):
         p = cv.PARENTS[j]
         got = heads[cv.JOINTS[j]] - heads[cv.JOINTS[p]]

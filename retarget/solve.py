@@ -162,6 +162,9 @@ class TargetRig:
     up: the world's up in armature space, when the reference is such a frame (its feet and
         arms may not be symmetric): the body frame then takes up from it and left from the
         hips and shoulders only.
+    ref_placed: the reference pose also stands where the rig's motion is placed on the ground
+        (the canonical skeleton's T-pose, Hips above the origin), so the hip centre's ground
+        position comes from it; otherwise from the rest pose.
     """
 
     names: list
@@ -172,6 +175,7 @@ class TargetRig:
     follow: np.ndarray = None
     ref: np.ndarray = None
     up: np.ndarray = None
+    ref_placed: bool = False
 
     def __post_init__(self):
         self.names = [str(n) for n in self.names]
@@ -732,7 +736,7 @@ def solve(source: SourceMotion, rig: TargetRig, bones: dict, *, root=None, root_
     rest_pos = np.zeros((_J, 3))
     for j, b in bone_of.items():
         rest_pos[j] = rig.heads[b]
-    shift = _hip_centre(rest_pos, present, axis=0) - hc_rest
+    shift = np.zeros(3) if rig.ref_placed else _hip_centre(rest_pos, present, axis=0) - hc_rest
     hc_rest = hc_rest + shift - (shift @ up_t) * up_t  # on the ground where the rest pose is
     hc_goal = hc_rest + k * (hc_src - hc_src_ref) @ carry.T  # (F, 3)
 

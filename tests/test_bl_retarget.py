@@ -262,6 +262,50 @@ def _bandai_like_source(q, x):
     return bvh_io.import_bvh(bvh, name="walk_bandai")
 
 
+def canonical_spec():
+    """The canonical skeleton as a rig spec (for :func:`check_positions`): one bone per joint,
+    its head at the joint, Z up, metres: the armature an imported canonical BVH builds."""
+    bones = [core._b(j, cv.JOINTS[p] if p >= 0 else None, j, j)
+             for j, p in zip(cv.JOINTS, cv.PARENTS)]
+    return core.RigSpec("canonical", bones, {j: j for j in cv.JOINTS}, convention="CANONICAL")
+
+
+@pytest.mark.parametrize("tagged", [True, False], ids=["generated", "detected"])
+def test_retarget_onto_the_canonical_rig(scene, tagged):
+    """Onto the rig Generate Motion creates (a canonical BVH imported, tagged) or a rig from a
+    Bandai-layout BVH (no tag: detected by its joints and rest offsets): its zero pose is
+    folded and no frame of its walk is a T-pose, so the reference is the canonical T-pose,
+    exactly: the motion lands where the source is, joint for joint."""
+    from sparse_motion.blender.generate import CANONICAL_RIG_TAG
+
+    qa, xa = core.procedural_walk(2.0, turn=0.3)  # the rig's own action
+    rig = bvh_io.import_bvh(canon.canonical_to_bvh(qa, xa, 20, bandai_layout=not tagged),
+                            scale=0.01, name="Generated Motion" if tagged else "canonical")
+    if tagged:
+        rig.data[CANONICAL_RIG_TAG] = True
+    q, x = core.procedural_walk(1.6)
+    src = _bandai_like_source(q, x)
+    result = bl_retarget.retarget_armature(src, rig)
+    assert result.reference.description == "the canonical T-pose" and result.reference.frame is None
+    assert result.mapping.mapped == {j: j for j in cv.JOINTS}
+    assert not any("does not stand" in w for w in result.warnings), result.warnings
+    check = result.check
+    assert not check.problems and check.height_error <= 1e-4 and check.floor_error <= 1e-4
+    spec = canonical_spec()
+    err, path_err = check_positions(spec, rig, q, x)
+    key = "generated canonical rig" if tagged else "canonical-layout rig"
+    RESULTS[key] = 100 * err
+    assert err <= 1e-4 and path_err <= 1e-4, (err, path_err)
+    tpose = cv.tpose()[2] @ core.AXES["Z_UP"].T  # its standing pose, world cm
+    height, floor, wrong = upright_errors(rig, result.mapping, tpose, q, x)
+    RESULTS[key + " height"] = 100 * height
+    assert height <= 1e-4 and floor <= 1e-4 and wrong == 0, (height, floor, wrong)
+    # where the source is, not only relative to the hips: as Generate Motion writes it
+    frames = result.frame_start + np.arange(result.frames)
+    got, want = (world_heads(o, list(cv.JOINTS), frames) for o in (rig, src))
+    assert np.abs(got - want).max() < 1e-3  # cm
+
+
 def test_operator_retargets_an_imported_bandai_bvh(scene):
     q, x = core.procedural_walk(1.5)
     src = _bandai_like_source(q, x)
