@@ -20,9 +20,7 @@ seed gives the same motions whatever the number of results asked for.
 """
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,9 +28,10 @@ import numpy as np
 
 from ..errors import Cancelled, InputError
 from ..motion import features as _feat
-from ..motion import footlock as _footlock
+from . import generation as _gen
 from . import smdm_core as core
 from .errors import ModelPackageError
+from .generation import Generation
 from .package import ModelPackage, describe_errors, load_package
 from .runtime import RuntimeSettings
 from .text_encoder import TextEncoder
@@ -48,174 +47,68 @@ MAX_SECONDS = 20.0
 MIN_STEPS = 10
 MAX_STEPS = 1000
 MAX_RESULTS = 16
-MAX_PROMPT_CHARS = 1000
+MAX_PROMPT_CHARS = _gen.MAX_PROMPT_CHARS
 _WHAT = {ONNX_FILE: "denoiser", TORCH_FILE: "PyTorch weights",
          "stats.npz": "normalisation statistics"}
 
 
-@dataclass
-class Generation:
-    text: str
-    seed: int
-    fps: float
-    features: np.ndarray                 # (R, F, 257) raw (denormalised)
-    keys: list                           # R arrays of keyframe indices
-    steps: int
-    guidance: float
-    gamma: float
-    model: str
-    timings: dict = field(default_factory=dict)  # seconds: text, sampling, decoding
-    foot_lock: bool = True
-    _decoded: dict = field(default_factory=dict, repr=False)
-
-    def motion(self, r: int = 0, foot_lock: bool | None = None):
-        """Result ``r`` as canonical motion: ``(local_quats (F, 21, 4), root_translation (F, 3))``,
-        with planted feet on the floor and held still (:func:`~..motion.footlock.lock_feet`,
-        contacts from the model's own foot-contact channels and the foot heights) unless
-        ``foot_lock`` (default: the generation's setting) is False. Decoded once, then kept."""
-        lock = self.foot_lock if foot_lock is None else bool(foot_lock)
-        if (r, lock) not in self._decoded:
-            f = self.features[r]
-            q, x = _feat.features_to_motion(f)
-            contacts = f[:, _feat.feature_layout()["foot_contacts"]]
-            self._decoded[(r, lock)] = (_footlock.lock_feet(q, x, contacts=contacts) if lock
-                                        else (q, x))
-        return self._decoded[(r, lock)]
-
-    @property
-    def frames(self) -> int:
-        return int(self.features.shape[1])
-
-
-class SmdmModel:
+class SmdmModel(_gen.TextToMotionModel):
     """An sMDM package ready to sample. Thread-safe: one generation at a time per instance."""
 
     def __init__(self, package: ModelPackage | str | Path, *, settings: RuntimeSettings | None = None,
                  backend: str = "onnx", text_encoder: TextEncoder | None = None):
         if backend not in ("onnx", "torch"):
             raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
-        self.package = package if isinstance(package, ModelPackage) else None
-        self.package_dir = Path(package.path if isinstance(package, ModelPackage) else package)
-        self.settings = settings or RuntimeSettings()
+        super().__init__(package, settings=settings, text_encoder=text_encoder)
         self.backend = backend
-        self._text_encoder = text_encoder
-        self._own_encoder = text_encoder is None
-        self._run = None
-        self._lock = threading.Lock()
         self.mean = self.std = None
         self.abar = core.cosine_alphas_cumprod(core.TIMESTEPS)
 
     # --- loading ---------------------------------------------------------------------------
 
-    def load(self) -> "SmdmModel":
-        if self._run is not None:
-            return self
-        with self._lock:
-            if self._run is not None:
-                return self
-            with describe_errors("sMDM model", self.package_dir, _WHAT):
-                pkg = self.package or load_package(self.package_dir, kind=KIND)
-                cfg = (pkg.manifest.get("model") or {})
-                if cfg.get("prediction", "x0") != "x0" or ONNX_FILE not in pkg.files:
-                    raise ModelPackageError(f"{pkg.label} is not an sMDM package this version "
-                                            "can run (needs denoiser.onnx predicting x0)")
-                stats = pkg.load_stats()
-                D = pkg.feature_dim
-                mean = np.asarray(stats["mean"], dtype=np.float32)
-                std = np.asarray(stats["std"], dtype=np.float32)
-                if mean.shape != (D,) or std.shape != (D,) or not np.all(std > 0):
-                    raise ModelPackageError(f"{pkg.label}: stats.npz must hold mean/std ({D},)")
-                if self.backend == "onnx":
-                    sess = pkg.session(ONNX_FILE, self.settings)
+    def _load(self) -> None:
+        with describe_errors("sMDM model", self.package_dir, _WHAT):
+            pkg = self.package or load_package(self.package_dir, kind=KIND)
+            cfg = (pkg.manifest.get("model") or {})
+            if cfg.get("prediction", "x0") != "x0" or ONNX_FILE not in pkg.files:
+                raise ModelPackageError(f"{pkg.label} is not an sMDM package this version "
+                                        "can run (needs denoiser.onnx predicting x0)")
+            mean, std = _gen.feature_stats(pkg)
+            if self.backend == "onnx":
+                sess = pkg.session(ONNX_FILE, self.settings)
 
-                    def run(feeds):
-                        return sess.run(["x0"], feeds)[0]
-                else:
-                    from .smdm_net import DenoiserConfig, build_denoiser
+                def run(feeds):
+                    return sess.run(["x0"], feeds)[0]
+            else:
+                from .smdm_net import DenoiserConfig, build_denoiser
 
-                    net_cfg = DenoiserConfig.from_dict(cfg.get("config") or {})
-                    runner = pkg.torch_module(lambda torch: build_denoiser(torch, net_cfg),
-                                              TORCH_FILE, self.settings)
+                net_cfg = DenoiserConfig.from_dict(cfg.get("config") or {})
+                runner = pkg.torch_module(lambda torch: build_denoiser(torch, net_cfg),
+                                          TORCH_FILE, self.settings)
 
-                    def run(feeds):
-                        return runner(*(feeds[k] for k in ("x_t", "t", "text", "key_idx",
-                                                            "interp_left", "interp_w")))
-            enc = self._text_encoder or self._make_text_encoder(pkg)
-            self.package, self.mean, self.std = pkg, mean, std
-            self.config = {"key_fraction": core.KEY_FRACTION, "gamma": 0.1, "guidance": 2.5,
-                           "steps": 50, **cfg}
-            self._text_encoder = enc
-            self._run = run
-        return self
-
-    def _make_text_encoder(self, pkg: ModelPackage) -> TextEncoder:
-        req = pkg.text_encoder or {}
-        name = req.get("name", "text-minilm-l6")
-        candidates = [pkg.path.parent / name]
-        try:
-            from . import registry
-
-            rec = registry.get_registry().record(name)
-            if rec is not None and rec.package is not None:
-                candidates.insert(0, rec.package.path)
-        except Exception:  # the registry is a convenience here; the sibling folder suffices
-            pass
-        path = next((p for p in candidates if (p / "manifest.json").is_file()), None)
-        if path is None:
-            raise ModelPackageError(f"{pkg.label} needs the text encoder '{name}', which is not "
-                                    "installed — reinstall the extension")
-        enc = TextEncoder(path, threads=self.settings.resolved_threads,
-                          device=self.settings.device)
-        enc.check_requirement(req, pkg.label)
-        return enc
-
-    def release(self) -> None:
-        with self._lock:
-            if self.package is not None:
-                self.package.release()
-            if self._own_encoder and self._text_encoder is not None:
-                self._text_encoder.release()
-                self._text_encoder = None
-            self._run = None
-
-    @property
-    def loaded(self) -> bool:
-        return self._run is not None
-
-    @property
-    def fps(self) -> float:
-        pkg = self.package or self.load().package
-        return float(pkg.fps or 20)
-
-    @property
-    def name(self) -> str:
-        pkg = self.package or self.load().package
-        return pkg.label
+                def run(feeds):
+                    return runner(*(feeds[k] for k in ("x_t", "t", "text", "key_idx",
+                                                        "interp_left", "interp_w")))
+        enc = self._text_encoder or self._make_text_encoder(pkg)
+        self.package, self.mean, self.std = pkg, mean, std
+        self.config = {"key_fraction": core.KEY_FRACTION, "gamma": 0.1, "guidance": 2.5,
+                       "steps": 50, **cfg}
+        self._text_encoder = enc
+        self._run = run
 
     # --- checks ----------------------------------------------------------------------------
 
     def check_request(self, text, frames, steps, guidance, gamma, results, key_fraction) -> str:
         """Raise InputError for anything the animator must change; returns the cleaned prompt."""
-        text = (text or "").strip()
-        if not text:
-            raise InputError("The prompt is empty: describe the motion, e.g. "
-                             "'a person waves with the left hand'")
-        if len(text) > MAX_PROMPT_CHARS:
-            raise InputError(f"The prompt is {len(text)} characters long; keep it under "
-                             f"{MAX_PROMPT_CHARS}")
-        fps = self.fps
-        seconds = frames / fps
-        if not (MIN_SECONDS - 1e-9 <= seconds <= MAX_SECONDS + 1e-9):
-            raise InputError(f"Length {seconds:.2f} s is out of range: generate between "
-                             f"{MIN_SECONDS:g} and {MAX_SECONDS:g} seconds")
+        text = _gen.check_prompt(text)
+        _gen.check_length(frames, self.fps, MIN_SECONDS, MAX_SECONDS)
         if not MIN_STEPS <= int(steps) <= MAX_STEPS:
             raise InputError(f"Steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps}")
         if not (np.isfinite(guidance) and 0.0 <= guidance <= 20.0):
             raise InputError(f"Guidance must be between 0 and 20, got {guidance}")
         if not 0.0 <= gamma <= 1.0:
             raise InputError(f"Gamma must be between 0 and 1, got {gamma}")
-        if not 1 <= int(results) <= MAX_RESULTS:
-            raise InputError(f"Number of results must be between 1 and {MAX_RESULTS}")
+        _gen.check_results(results, MAX_RESULTS)
         if not 0.0 < key_fraction <= 1.0:
             raise InputError(f"Keyframe fraction must be in (0, 1], got {key_fraction}")
         return text

@@ -22,9 +22,9 @@ SOURCES = ["training/tiny_smdm.py", "training/train_smdm.py", "inference/smdm_ne
 NAME = "smdm-tiny-test"
 
 
-def _key() -> str:
+def _key(sources=SOURCES) -> str:
     h = hashlib.sha256()
-    for s in SOURCES:
+    for s in sources:
         h.update((ROOT / s).read_bytes())
     return h.hexdigest()[:12]
 
@@ -39,27 +39,37 @@ def _python_with_torch():
     return None
 
 
-def tiny_package() -> Path:
-    """The folder ``build/test-models/<key>/smdm-tiny-test`` (built on first use)."""
-    base = ROOT / "build" / "test-models" / _key()
-    out = base / NAME
+def cached_package(name: str, script: str, sources, keep_work: bool = False) -> Path:
+    """``build/test-models/<key>/<name>``, built on first use by ``script OUT`` (a training
+    script that trains, exports and packages); ``keep_work``: keep its ``OUT.work`` folder."""
+    base = ROOT / "build" / "test-models" / _key(sources)
+    out = base / name
     if (out / "manifest.json").is_file():
         return out
     py = _python_with_torch()
     if py is None:
         pytest.skip("torch is not installed: run tools/setup.sh to train the tiny test model")
-    tmp = base / (NAME + ".tmp")
+    tmp = base / (name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(str(tmp) + ".work", ignore_errors=True)
     base.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    r = subprocess.run([str(py), str(ROOT / "training" / "tiny_smdm.py"), str(tmp)], env=env,
+    r = subprocess.run([str(py), str(ROOT / script), str(tmp)], env=env,
                        capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
-        raise RuntimeError(f"tiny sMDM build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    shutil.rmtree(str(tmp) + ".work", ignore_errors=True)
+        raise RuntimeError(f"{name} build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    if keep_work:
+        shutil.rmtree(str(out) + ".work", ignore_errors=True)
+        os.replace(str(tmp) + ".work", str(out) + ".work")
+    else:
+        shutil.rmtree(str(tmp) + ".work", ignore_errors=True)
     os.replace(tmp, out)
     return out
+
+
+def tiny_package() -> Path:
+    """The folder ``build/test-models/<key>/smdm-tiny-test`` (built on first use)."""
+    return cached_package(NAME, "training/tiny_smdm.py", SOURCES)
 
 
 def copy_package(dst: Path) -> Path:

@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every text-to-motion model shares (bpy-free: numpy + onnxruntime).
+
+* :class:`Generation` — the result of one request, whatever model made it: raw features,
+  the keyframes to write, and ``motion(r)`` (decoded, feet on the floor and locked);
+* :func:`check_prompt`, :func:`check_length` — the animator's input checks (``InputError``);
+* :func:`feature_stats` — a package's normalisation mean/std, checked;
+* :func:`text_encoder_for` — the caption encoder a package was trained with, checked;
+* :func:`vw_keyframes` — Visvalingam-Whyatt keyframes of generated features, for models that
+  do not choose their own (the keyframe engine's ``vw``);
+* :class:`TextToMotionModel` — the base of the model classes (package, runtime settings,
+  text encoder, loaded state, release);
+* :data:`KINDS` and :func:`open_model` — the text-to-motion package kinds and the model class
+  that runs each (sMDM, MotionLCM).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..motion import features as _feat
+from ..motion import footlock as _footlock
+from .errors import ModelPackageError
+from .package import ModelPackage
+from .runtime import RuntimeSettings
+from .text_encoder import TextEncoder
+
+__all__ = ["Generation", "TextToMotionModel", "KINDS", "MAX_PROMPT_CHARS", "check_prompt", "check_length",
+           "check_results", "feature_stats", "text_encoder_for", "vw_keyframes", "open_model"]
+
+#: Text-to-motion package kinds and the model class of each (module, class).
+KINDS = {
+    "smdm": ("smdm", "SmdmModel"),
+    "motionlcm": ("motionlcm", "MotionLcmModel"),
+}
+MAX_PROMPT_CHARS = 1000
+
+
+@dataclass
+class Generation:
+    text: str
+    seed: int
+    fps: float
+    features: np.ndarray                 # (R, F, 257) raw (denormalised)
+    keys: list                           # R arrays of keyframe indices
+    steps: int
+    guidance: float
+    gamma: float
+    model: str
+    timings: dict = field(default_factory=dict)  # seconds: text, sampling, decoding
+    foot_lock: bool = True
+    _decoded: dict = field(default_factory=dict, repr=False)
+
+    def motion(self, r: int = 0, foot_lock: bool | None = None):
+        """Result ``r`` as canonical motion: ``(local_quats (F, 21, 4), root_translation (F, 3))``,
+        with planted feet on the floor and held still (:func:`~..motion.footlock.lock_feet`,
+        contacts from the model's own foot-contact channels and the foot heights) unless
+        ``foot_lock`` (default: the generation's setting) is False. Decoded once, then kept."""
+        lock = self.foot_lock if foot_lock is None else bool(foot_lock)
+        if (r, lock) not in self._decoded:
+            f = self.features[r]
+            q, x = _feat.features_to_motion(f)
+            contacts = f[:, _feat.feature_layout()["foot_contacts"]]
+            self._decoded[(r, lock)] = (_footlock.lock_feet(q, x, contacts=contacts) if lock
+                                        else (q, x))
+        return self._decoded[(r, lock)]
+
+    @property
+    def frames(self) -> int:
+        return int(self.features.shape[1])
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def check_prompt(text) -> str:
+    """The cleaned prompt; InputError when it is empty or too long."""
+    text = (text or "").strip()
+    if not text:
+        raise InputError("The prompt is empty: describe the motion, e.g. "
+                         "'a person waves with the left hand'")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InputError(f"The prompt is {len(text)} characters long; keep it under "
+                         f"{MAX_PROMPT_CHARS}")
+    return text
+
+
+def check_length(frames: int, fps: float, min_seconds: float, max_seconds: float) -> None:
+    seconds = frames / fps
+    if not (min_seconds - 1e-9 <= seconds <= max_seconds + 1e-9):
+        raise InputError(f"Length {seconds:.2f} s is out of range: generate between "
+                         f"{min_seconds:g} and {max_seconds:g} seconds")
+
+
+def check_results(results: int, max_results: int) -> None:
+    if not 1 <= int(results) <= max_results:
+        raise InputError(f"Number of results must be between 1 and {max_results}")
+
+
+# --------------------------------------------------------------------------- package parts
+
+
+def feature_stats(pkg: ModelPackage) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)`` float32 ``(D,)`` of the package's ``stats.npz``, checked."""
+    stats = pkg.load_stats()
+    D = pkg.feature_dim
+    mean = np.asarray(stats["mean"], dtype=np.float32)
+    std = np.asarray(stats["std"], dtype=np.float32)
+    if mean.shape != (D,) or std.shape != (D,) or not np.all(std > 0):
+        raise ModelPackageError(f"{pkg.label}: stats.npz must hold mean/std ({D},)")
+    return mean, std
+
+
+def text_encoder_for(pkg: ModelPackage, settings) -> TextEncoder:
+    """The text encoder ``pkg`` names (the registry's, else a sibling folder), checked against
+    the package's requirement (name, version, model sha256)."""
+    req = pkg.text_encoder or {}
+    name = req.get("name", "text-minilm-l6")
+    candidates = [pkg.path.parent / name]
+    try:
+        from . import registry
+
+        rec = registry.get_registry().record(name)
+        if rec is not None and rec.package is not None:
+            candidates.insert(0, rec.package.path)
+    except Exception:  # the registry is a convenience here; the sibling folder suffices
+        pass
+    path = next((p for p in candidates if (p / "manifest.json").is_file()), None)
+    if path is None:
+        raise ModelPackageError(f"{pkg.label} needs the text encoder '{name}', which is not "
+                                "installed — reinstall the extension")
+    enc = TextEncoder(path, threads=settings.resolved_threads, device=settings.device)
+    enc.check_requirement(req, pkg.label)
+    return enc
+
+
+# --------------------------------------------------------------------------- keyframes
+
+
+def vw_keyframes(features, fraction: float) -> np.ndarray:
+    """Keyframes of raw features ``(F, D)``: round(fraction·F) frames (at least 2, ends
+    included) chosen by Visvalingam-Whyatt on the joint world positions."""
+    from . import smdm_core as core
+
+    f = np.asarray(features)
+    return core.vw_keys(_feat.features_to_positions(f), core.key_count(len(f), fraction))
+
+
+# --------------------------------------------------------------------------- models
+
+
+class TextToMotionModel:
+    """What the model classes share: the package (or its folder), runtime settings, the text
+    encoder (given, or the package's own, made by ``load``), and ``_run``: what ``load`` made
+    to run the networks (None until loaded). Subclasses implement ``_load`` and ``generate``."""
+
+    def __init__(self, package: ModelPackage | str | Path, *,
+                 settings: RuntimeSettings | None = None, text_encoder: TextEncoder | None = None):
+        self.package = package if isinstance(package, ModelPackage) else None
+        self.package_dir = Path(package.path if isinstance(package, ModelPackage) else package)
+        self.settings = settings or RuntimeSettings()
+        self._text_encoder = text_encoder
+        self._own_encoder = text_encoder is None
+        self._run = None
+        self._lock = threading.Lock()
+
+    def load(self):
+        """Open the package's files (once; later calls return at once)."""
+        if self._run is None:
+            with self._lock:
+                if self._run is None:
+                    self._load()
+        return self
+
+    def _load(self) -> None:
+        """Set ``package``, ``_text_encoder``, ``_run`` and what sampling needs (under the lock)."""
+        raise NotImplementedError
+
+    def _make_text_encoder(self, pkg: ModelPackage) -> TextEncoder:
+        return text_encoder_for(pkg, self.settings)
+
+    def release(self) -> None:
+        with self._lock:
+            if self.package is not None:
+                self.package.release()
+            if self._own_encoder and self._text_encoder is not None:
+                self._text_encoder.release()
+                self._text_encoder = None
+            self._run = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._run is not None
+
+    @property
+    def fps(self) -> float:
+        pkg = self.package or self.load().package
+        return float(pkg.fps or 20)
+
+    @property
+    def name(self) -> str:
+        pkg = self.package or self.load().package
+        return pkg.label
+
+
+# --------------------------------------------------------------------------- models by kind
+
+
+def open_model(package: ModelPackage | str | Path, **kwargs):
+    """The model object for a text-to-motion package (``SmdmModel``, ``MotionLcmModel``, …),
+    chosen by its manifest's kind; ``kwargs`` go to the class (``settings``, …)."""
+    import importlib
+
+    from .package import load_package
+
+    pkg = package if isinstance(package, ModelPackage) else load_package(package)
+    if pkg.kind not in KINDS:
+        raise ModelPackageError(f"{pkg.label} is a {pkg.kind} model, not a text-to-motion model "
+                                f"({', '.join(KINDS)}) — choose another model")
+    mod, cls = KINDS[pkg.kind]
+    return getattr(importlib.import_module(f"{__package__}.{mod}"), cls)(pkg, **kwargs)
