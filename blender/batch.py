@@ -17,6 +17,7 @@ import bpy
 
 from ..errors import InputError
 from ..inference import metrics as _metrics
+from ..inference import understand
 from ..motion import canonical as canon
 from . import actions, bvh_io
 from . import generate as gen
@@ -166,12 +167,14 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
         q, x = generation.motion(r)
         skating.append(_metrics.foot_skating_ratio(canon.canonical_forward_kinematics(q, x)))
     pkg = model.package
+    understood = understand.understand(req.prompt, pkg, settings=model.settings)
     return {
         "status": "ok", "prompt": item.prompt, "seed": item.seed, "count": item.count,
         "seconds": item.seconds, "frames": result.frames, "steps": item.steps,
         "guidance": item.guidance, "keys_mode": item.keys,
         "model": pkg.name, "model_version": pkg.version,
-        "target": item.target or None, "actions": [a.name for a in result.actions],
+        "target": item.target or None, "understood_as": understood.to_manifest(),
+        "actions": [a.name for a in result.actions],
         "files": [str(p.relative_to(out_dir)) for p in files],
         "metrics": {"keys": result.keys, "key_frames": result.key_frames,
                     "foot_skating": [round(float(s), 4) for s in skating]},

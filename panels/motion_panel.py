@@ -28,6 +28,7 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
         layout = self.layout
         settings = context.scene.sparse_motion
         layout.prop(settings, "gen_prompt", text="")
+        draw_understood_as(layout, context, settings)
         col = layout.column()
         col.use_property_split = True
         col.use_property_decorate = False
@@ -44,6 +45,72 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
         op = draw_button(layout, gen_op.SPARSEMOTION_OT_generate_motion.bl_idname,
                          "ARMATURE_DATA", problem, settings, GENERATE_FIELDS, "gen_", 1.4)
         op.target = settings.gen_target.name if settings.gen_target else ""
+
+
+def draw_understood_as(layout, context, settings):
+    """Under the prompt: what the chosen model makes of it (nearest content and style, from
+    the text embedding: ``inference.understand``) and the labels the model knows. A redraw is
+    a dict lookup; a new prompt costs one text-encoder call, done here when the encoder and
+    the label embeddings are ready, else they load on a thread and the panel redraws after."""
+    from .. import preferences
+    from ..inference import registry
+    from ..inference import understand as ua
+    from ..inference.runtime import RuntimeSettings
+
+    try:
+        pkg = registry.get_registry().resolve("smdm", settings.gen_model)
+    except Exception:  # no usable model: the Generate button says why
+        return
+    col = layout.column(align=True)
+    text = settings.gen_prompt
+    if text.strip():
+        u = ua.lookup(text, pkg)
+        if u is None:
+            rs = RuntimeSettings.from_preferences(preferences.get(context))
+            error = ua.warming_error(pkg)
+            if error is not None:
+                col.label(text=f"Understood as: unavailable ({error})", icon="ERROR")
+            elif ua.ready(pkg, rs):
+                try:
+                    u = ua.understand(text, pkg, settings=rs)
+                except Exception as exc:  # never break the panel
+                    col.label(text=f"Understood as: unavailable ({exc})", icon="ERROR")
+            else:
+                _redraw_when_done(ua.warm_async(pkg, rs))
+                col.label(text=UNDERSTANDING, icon="SORTTIME")
+        if u is not None:
+            col.label(text=u.line(), icon="CHECKMARK" if u.understood else "QUESTION")
+            if u.note and u.content is not None:
+                col.label(text=u.note[:1].upper() + u.note[1:])
+    for line in ua.known_labels(pkg).short():
+        col.label(text="Knows " + line)
+
+
+#: What the panel shows while the text encoder loads for "Understood as".
+UNDERSTANDING = "Understood as: loading the text encoder…"
+
+
+_waiting: set = set()  # threads a redraw timer waits for
+
+
+def _redraw_when_done(thread):
+    """Redraw the 3D views once ``thread`` has finished (polled by a timer on the main thread)."""
+    if thread in _waiting:
+        return
+
+    def poll():
+        if thread.is_alive():
+            return 0.05
+        _waiting.discard(thread)
+        wm = bpy.context.window_manager
+        for window in (wm.windows if wm is not None else ()):
+            for area in window.screen.areas:
+                if area.type == "VIEW_3D":
+                    area.tag_redraw()
+        return None
+
+    _waiting.add(thread)
+    bpy.app.timers.register(poll, first_interval=0.05)
 
 
 def draw_button(layout, idname, icon, problem, settings, fields, prefix="", scale_y=1.0):

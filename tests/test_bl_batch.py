@@ -82,6 +82,14 @@ def test_batch_records_a_failing_item_and_goes_on(reference):
     assert data["arms-a"]["files"] == ["arms-a/arms-a.blend", "arms-a/arms-a-1.bvh",
                                        "arms-a/arms-a-2.bvh"]
     assert data["walk-b"]["seed"] == 3 and data["walk-b"]["model"] == smdm_fixture.NAME
+    # what the model made of each prompt, from its text embedding (inference/understand.py)
+    for key, content in (("walk-a", "walk"), ("arms-a", "raise-up-both-hands"),
+                         ("walk-b", "walk"), ("arms-b", "raise-up-both-hands"),
+                         ("walk-c", "walk")):
+        u = data[key]["understood_as"]
+        assert (u["content"], u["style"], u["understood"]) == (content, "normal", True), (key, u)
+        assert 0.0 < u["content_confidence"] <= 1.0 and 0.0 < u["style_confidence"] <= 1.0
+    assert "understood_as" not in data["broken"]
     assert "items done" not in r.stderr and "6 items" in r.stderr and "~" in r.stderr
     # the .blend holds the actions, with sparse keys
     blend = out / "walk-a" / "walk-a.blend"

@@ -14,6 +14,7 @@ import smdm_fixture  # noqa: E402
 from sparse_motion.blender import actions  # noqa: E402
 from sparse_motion.blender import generate as gen  # noqa: E402
 from sparse_motion.inference import registry  # noqa: E402
+from sparse_motion.inference import understand  # noqa: E402
 from sparse_motion.operators import generate as gen_op  # noqa: E402
 
 MODEL = smdm_fixture.NAME
@@ -271,7 +272,10 @@ def test_panel_shows_settings_reason_and_progress():
     assert ("label", "Type a prompt describing the motion") in log
     assert ("prop", "gen_seconds") in log and ("prop", "gen_target") in log
     settings.gen_prompt = "a person walks forward"
-    assert not any(k == "label" for k, _ in draw())
+    understand.warm(registry.get_registry().resolve("smdm", settings.gen_model))
+    labels = [t for k, t in draw() if k == "label"]
+    assert labels[0].startswith("Understood as: walk (")  # and no problem under the button
+    assert [t for t in labels[1:] if not t.startswith("Knows ")] == []
     # while a job runs: progress and Cancel instead of the button
     release = __import__("threading").Event()
     job = gen_op.Job(lambda progress, cancel: (progress(0.25, "step 5/20"), release.wait(5)))
@@ -287,3 +291,61 @@ def test_panel_shows_settings_reason_and_progress():
         release.set()
         job.wait(5)
         gen_op.current_job = None
+
+
+def understood_as(prompt):
+    """The panel's "Understood as" lines for ``prompt`` (the label under the prompt field)."""
+    from sparse_motion.panels.motion_panel import SPARSEMOTION_PT_generate
+
+    bpy.context.scene.sparse_motion.gen_prompt = prompt
+    return [t for k, t in fx.draw_panel(SPARSEMOTION_PT_generate) if k == "label"]
+
+
+def test_panel_shows_what_the_prompt_is_understood_as():
+    from sparse_motion.panels import motion_panel
+
+    fx.reset()
+    understand.clear()
+    pkg = registry.get_registry().resolve("smdm", bpy.context.scene.sparse_motion.gen_model)
+    # cold: the text encoder loads on a thread, the panel says so and redraws when it is done
+    lines = understood_as("a person runs fast")
+    assert lines[0] == motion_panel.UNDERSTANDING
+    thread = understand.warm_async(pkg)
+    thread.join(60)
+    assert not thread.is_alive() and thread.error is None
+    lines = understood_as("a person runs fast")
+    assert lines[0].startswith("Understood as: run (") and lines[0].endswith(" ms")
+    u = understand.lookup("a person runs fast", pkg)
+    assert u is not None and u.content == "run"
+    assert understood_as("a person runs fast")[0] == lines[0]  # redraws: the cached result
+    assert understood_as("waves with the left hand")[0].startswith(
+        "Understood as: wave-left-hand (")
+    assert understood_as("he kicks angrily")[0].startswith("Understood as: kick (")
+    assert ", angry (" in understood_as("he kicks angrily")[0]
+    assert ", normal (" in understood_as("a man runs")[0]
+    # what the model knows, under it
+    known = understand.known_labels(pkg)
+    assert lines[1:] == ["Knows " + line for line in known.short()]
+    assert lines[1].startswith(f"Knows {len(known.contents)} contents: ")
+
+
+@pytest.mark.parametrize("prompt", ["人が歩く", "eine Person läuft schnell", "🏃‍♂️💨",
+                                    "q" * 2000, "she bakes a cake"])
+def test_panel_says_plainly_when_a_prompt_is_not_understood(prompt):
+    pkg = registry.get_registry().resolve("smdm", bpy.context.scene.sparse_motion.gen_model)
+    understand.warm(pkg)
+    lines = understood_as(prompt)
+    assert lines[0].startswith("Not understood: closest is ") and "low confidence" in lines[0]
+    assert lines[1].startswith("No content the model knows is close to this prompt")
+    assert all(t.startswith("Knows ") for t in lines[2:])
+
+
+def test_panel_with_an_empty_or_long_prompt():
+    pkg = registry.get_registry().resolve("smdm", bpy.context.scene.sparse_motion.gen_model)
+    understand.warm(pkg)
+    lines = understood_as("   ")
+    assert "Type a prompt describing the motion" in lines
+    assert not any(t.startswith(("Understood as", "Not understood")) for t in lines)
+    lines = understood_as(("A person runs fast along the beach, " * 60)[:2000])
+    assert lines[0].startswith("Understood as: run (")
+    assert lines[1] == "Long prompt: only its first 64 tokens are read"

@@ -1,0 +1,402 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+""""Understood as": what a text-to-motion model will make of a prompt, from its text embedding
+alone (bpy-free; the Generate Motion panel and batch manifests show it)::
+
+    u = understand("a tired person walks forward", package)   # package: the sMDM ModelPackage
+    u.content, u.content_confidence, u.style, u.style_confidence  # 'walk', 0.4, 'tired', 0.7
+    u.line()              # 'Understood as: walk (40 %), tired (70 %) · 12 ms'
+    lookup(text, package) # the cached result or None (what a panel's draw calls)
+
+How: each content and style label the model knows (:func:`known_labels`: the manifest's
+``labels``, else every label of the caption generator) is described by the caption
+generator's own phrase tables (``motion.captions``: a content's verb phrases as "A person
+<verb phrase>.", a style's subjects and manners, e.g. "a tired person", "wearily"); the
+embeddings (a content's averaged into one unit vector) are computed once per text encoder and
+kept in memory. A prompt's embedding is compared with them by cosine
+similarity; the confidence is a softmax over the similarities at :data:`TEMPERATURE`.
+
+- Content: the nearest content; when its similarity is under :data:`CONTENT_MIN` the prompt
+  is *not understood* (nothing the data has a content for, another language, emoji, noise) and
+  the result says so, naming the closest content with "(low confidence)".
+- Style: the style whose :data:`STYLE_TOP` best phrases are closest (mean similarity); the
+  neutral style (``normal``) stands for "no style asked" and scores at least
+  :data:`STYLE_MIN`, so a prompt without a style word reads as normal.
+
+Results are cached by (prompt text, model) — a redraw is a dict lookup; the first prompt
+after loading also loads the text encoder and embeds the label phrases (:func:`warm`, about
+a second on 2 cores), every new prompt after that is one encoder call (about 10-20 ms, see
+``benchmarks/understood_as.py``).
+"""
+from __future__ import annotations
+
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..motion import captions as _captions
+from .package import ModelPackage, load_package
+from .runtime import RuntimeSettings
+from .text_encoder import TextEncoder
+
+__all__ = ["CONTENT_MIN", "STYLE_MIN", "TEMPERATURE", "NEUTRAL_STYLE", "Labels",
+           "Understanding", "known_labels", "label_phrases", "encoder_for", "understand",
+           "lookup", "ready", "warm", "warm_async", "clear"]
+
+#: Below this cosine similarity of the nearest content the prompt is "not understood".
+CONTENT_MIN = 0.35
+#: A style word must reach this similarity to count; the neutral style scores at least this.
+STYLE_MIN = 0.45
+#: A style's score: the mean similarity of its this many best phrases.
+STYLE_TOP = 2
+#: Softmax temperature over cosine similarities for the confidences.
+TEMPERATURE = 0.05
+#: The style a prompt without a style word gets.
+NEUTRAL_STYLE = "normal"
+#: Results kept (prompt x model); the oldest go first.
+CACHE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The contents and styles a model knows, and where the list comes from
+    (``"manifest"`` or ``"captions"``)."""
+
+    contents: tuple
+    styles: tuple
+    source: str
+
+    def short(self, n: int = 8) -> tuple[str, str]:
+        """Two short lines for a panel: ``'24 contents: bow, bye, ... '`` and the styles."""
+        def one(what, names):
+            shown = ", ".join(names[:n]) + (f", … (+{len(names) - n})" if len(names) > n else "")
+            return f"{len(names)} {what}: {shown}"
+        return one("contents", list(self.contents)), one("styles", list(self.styles))
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What the model makes of one prompt. ``content``/``style`` are the nearest labels (None
+    only for an empty prompt); ``understood`` is False when the nearest content is too far."""
+
+    text: str
+    content: str | None
+    content_confidence: float
+    content_similarity: float
+    style: str | None
+    style_confidence: float
+    style_similarity: float
+    understood: bool
+    note: str = ""
+    ms: float = 0.0
+    alternatives: tuple = field(default=())  # ((content, confidence), ...) best first
+
+    def line(self) -> str:
+        """One line for the panel."""
+        if self.content is None:
+            return self.note
+        if not self.understood:
+            return (f"Not understood: closest is {self.content} "
+                    f"(similarity {self.content_similarity:.2f}, low confidence)")
+        return (f"Understood as: {self.content} ({100 * self.content_confidence:.0f} %), "
+                f"{self.style} ({100 * self.style_confidence:.0f} %) · {self.ms:.0f} ms")
+
+    def to_manifest(self) -> dict:
+        """The batch manifest's ``understood_as``."""
+        out = {"content": self.content, "content_confidence": round(self.content_confidence, 4),
+               "style": self.style, "style_confidence": round(self.style_confidence, 4),
+               "understood": self.understood}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+# --------------------------------------------------------------------------- labels
+
+def _manifest_of(package) -> dict:
+    if isinstance(package, dict):
+        return package
+    return getattr(package, "manifest", None) or {}
+
+
+def known_labels(package=None) -> Labels:
+    """The labels of ``package`` (a ModelPackage or its manifest): ``labels`` =
+    ``{"content": [...], "style": [...]}`` at the top of the manifest or under ``training``;
+    else (and for a missing list) every label the caption generator has."""
+    m = _manifest_of(package)
+    labels = m.get("labels") or (m.get("training") or {}).get("labels") or {}
+    contents = tuple(str(c) for c in labels.get("content") or ())
+    styles = tuple(str(s) for s in labels.get("style") or ())
+    source = "manifest" if contents and styles else "captions"
+    return Labels(contents or _captions.ALL_CONTENTS, styles or _captions.ALL_STYLES, source)
+
+
+def _phrase(label: str) -> str:
+    return label.replace("-", " ")
+
+
+def label_phrases(kind: str, label: str) -> list:
+    """The sentences that describe a label, from the caption generator's phrase tables: a
+    content's verb phrases ("A person waves with the left hand."), a style's adjectives,
+    subjects and manners ("tired", "a tired person", "wearily"). A label the tables lack: its
+    words; tables of an unknown shape: a few of the generator's own captions."""
+    if kind not in ("content", "style"):
+        raise ValueError(f"kind must be 'content' or 'style', got {kind!r}")
+    table = _captions._ACTIONS if kind == "content" else _captions._STYLES
+    entry = table.get(label)
+    if entry is None:
+        return [f"A person does {_phrase(label)}."] if kind == "content" else [_phrase(label)]
+    if kind == "content":
+        third = getattr(_captions, "_third", None)  # verb phrases in the base form: conjugate
+        if all(isinstance(a, str) for a in entry):
+            return [f"A person {third(a) if third else a}." for a in entry]
+    elif len(entry) in (3, 4) and all(isinstance(t, tuple) for t in entry):
+        # (subjects, manners, leads) or (adjectives, subjects, manners, leads)
+        words = entry[:3] if len(entry) == 4 else entry[:2]
+        out = [w for t in words for w in t]
+        if out:
+            return out
+    # unknown table shape: the generator's own captions (content: plain style; style: walks)
+    if kind == "content":
+        return _captions.captions(label, NEUTRAL_STYLE, n=8, seed=0)
+    return _captions.captions("walk", label, n=8, seed=0)
+
+
+class _LabelIndex:
+    """Label embeddings: per content the unit mean of its phrases' embeddings (rows in label
+    order); per style the embeddings of each of its phrases (a style is scored by its
+    :data:`STYLE_TOP` best phrases: one style word in a prompt is close to one phrase, not to
+    the mean of a long list of them)."""
+
+    def __init__(self, encoder: TextEncoder, labels: Labels):
+        self.labels = labels
+        emb, sizes = self._embed(encoder, "content", labels.contents)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        means = np.add.reduceat(emb, starts, axis=0) / np.asarray(sizes, np.float32)[:, None]
+        self.contents = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        self.style_phrases, sizes = self._embed(encoder, "style", labels.styles)
+        self.style_owner = np.repeat(np.arange(len(labels.styles)), sizes)
+        self.neutral = labels.styles.index(NEUTRAL_STYLE) if NEUTRAL_STYLE in labels.styles else None
+
+    @staticmethod
+    def _embed(encoder, kind, names):
+        phrases = [label_phrases(kind, n) for n in names]
+        return encoder.encode([p for ps in phrases for p in ps]), [len(ps) for ps in phrases]
+
+    def style_scores(self, emb: np.ndarray) -> np.ndarray:
+        sims = self.style_phrases @ emb
+        out = np.empty(len(self.labels.styles), np.float32)
+        for i in range(len(out)):
+            s = sims[self.style_owner == i]
+            out[i] = np.sort(s)[-STYLE_TOP:].mean()
+        return out
+
+
+# --------------------------------------------------------------------------- caches
+
+_lock = threading.Lock()  # held only for dict reads and writes
+_encoders: dict = {}      # (model key, settings) -> TextEncoder (shared per encoder folder)
+_indexes: dict = {}       # (encoder model sha256, Labels) -> _LabelIndex
+_results: "OrderedDict" = OrderedDict()  # (text, model key) -> Understanding
+_warming: dict = {}       # model key -> Thread
+
+
+def _package(package) -> ModelPackage:
+    if isinstance(package, ModelPackage):
+        return package
+    if package is None:
+        from .registry import get_registry
+
+        return get_registry().default("smdm")
+    return load_package(Path(package))
+
+
+def _model_key(pkg: ModelPackage) -> tuple:
+    return (pkg.name, pkg.version, str(pkg.path))
+
+
+def encoder_for(package, settings: RuntimeSettings | None = None) -> TextEncoder:
+    """The text encoder ``package`` was trained with (found and checked as the model itself
+    finds it, ``SmdmModel``), one per encoder folder and settings; ``package`` may be a
+    ModelPackage, a folder, or None for the default sMDM model."""
+    from .smdm import SmdmModel
+
+    pkg = _package(package)
+    settings = settings or RuntimeSettings()
+    key = (_model_key(pkg), settings)
+    with _lock:
+        enc = _encoders.get(key)
+    if enc is not None:
+        return enc
+    # SmdmModel._make_text_encoder: the one place that finds and checks a model's text encoder
+    # (it loads it: the requirement check reads its manifest). Not under the lock: a panel's
+    # draw must never wait for a load on another thread.
+    enc = SmdmModel(pkg, settings=settings)._make_text_encoder(pkg)
+    with _lock:
+        same = next((e for e in _encoders.values()
+                     if e.package_dir == enc.package_dir and e.settings == enc.settings), None)
+        return _encoders.setdefault(key, same or enc)
+
+
+def _index(encoder: TextEncoder, labels: Labels) -> _LabelIndex:
+    key = (encoder.manifest["files"]["model.onnx"]["sha256"], labels)
+    with _lock:
+        idx = _indexes.get(key)
+    if idx is not None:
+        return idx
+    idx = _LabelIndex(encoder, labels)  # not under the lock (see encoder_for)
+    with _lock:
+        return _indexes.setdefault(key, idx)
+
+
+def _softmax(sims: np.ndarray) -> np.ndarray:
+    z = (sims - sims.max()) / TEMPERATURE
+    e = np.exp(z)
+    return e / e.sum()
+
+
+def _non_english(text: str) -> bool:
+    letters = [ch for ch in text if unicodedata.category(ch)[0] in "LS"]
+    if not letters:
+        return True
+    other = sum(1 for ch in letters if not ("a" <= ch.lower() <= "z"))
+    return other > 0.3 * len(letters)
+
+
+def _compute(text: str, encoder: TextEncoder, labels: Labels) -> Understanding:
+    t0 = time.perf_counter()
+    idx = _index(encoder, labels)
+    t0 = time.perf_counter()  # the prompt's own cost: encode + nearest
+    emb = encoder.encode([text])[0]
+    cs = idx.contents @ emb
+    ss = idx.style_scores(emb)
+    if idx.neutral is not None:
+        ss[idx.neutral] = max(ss[idx.neutral], STYLE_MIN)
+    cp, sp = _softmax(cs), _softmax(ss)
+    order = np.argsort(-cp)
+    c, s = int(order[0]), int(np.argmax(sp))
+    understood = bool(cs[c] >= CONTENT_MIN)
+    notes = []
+    if not understood:
+        notes.append("no content the model knows is close to this prompt"
+                     + (" (the text encoder reads English only)" if _non_english(text) else
+                        " (prompts are read as English)"))
+    if len(text.split()) > 0.75 * encoder.max_length:
+        notes.append(f"long prompt: only its first {encoder.max_length} tokens are read")
+    ms = 1000.0 * (time.perf_counter() - t0)
+    return Understanding(
+        text=text, content=labels.contents[c], content_confidence=float(cp[c]),
+        content_similarity=float(cs[c]), style=labels.styles[s],
+        style_confidence=float(sp[s]), style_similarity=float(ss[s]), understood=understood,
+        note="; ".join(notes), ms=ms,
+        alternatives=tuple((labels.contents[i], float(cp[i])) for i in order[:3]))
+
+
+def _empty(text: str) -> Understanding:
+    return Understanding(text=text, content=None, content_confidence=0.0,
+                         content_similarity=0.0, style=None, style_confidence=0.0,
+                         style_similarity=0.0, understood=False,
+                         note="Empty prompt: type what the motion shows")
+
+
+def lookup(text: str, package) -> Understanding | None:
+    """The cached result for ``text`` with ``package`` (a ModelPackage), or None."""
+    key = (text, _model_key(package))
+    with _lock:
+        u = _results.get(key)
+        if u is not None:
+            _results.move_to_end(key)
+        return u
+
+
+def understand(text: str, package=None, *, encoder: TextEncoder | None = None,
+               settings: RuntimeSettings | None = None) -> Understanding:
+    """What ``package``'s model makes of ``text`` (cached by text and model). Never raises for
+    any string: an empty one gives a note; a missing or broken text encoder raises
+    ModelPackageError, as generating would."""
+    if not isinstance(text, str):
+        raise TypeError(f"understand expects a str prompt, got {type(text).__name__}")
+    pkg = _package(package)
+    hit = lookup(text, pkg)
+    if hit is not None:
+        return hit
+    clean = " ".join(text.split())
+    if not clean:
+        u = _empty(text)
+    else:
+        enc = encoder or encoder_for(pkg, settings)
+        u = _compute(clean, enc, known_labels(pkg))
+        if clean != text:
+            u = _replace_text(u, text)
+    with _lock:
+        _results[(text, _model_key(pkg))] = u
+        while len(_results) > CACHE_SIZE:
+            _results.popitem(last=False)
+    return u
+
+
+def _replace_text(u: Understanding, text: str) -> Understanding:
+    from dataclasses import replace
+
+    return replace(u, text=text)
+
+
+def ready(package, settings: RuntimeSettings | None = None) -> bool:
+    """True when a new prompt costs one encoder call: the encoder is loaded and the label
+    embeddings are computed."""
+    pkg = _package(package)
+    settings = settings or RuntimeSettings()
+    with _lock:
+        enc = _encoders.get((_model_key(pkg), settings))
+        if enc is None or enc._session is None:
+            return False
+        return (enc.manifest["files"]["model.onnx"]["sha256"], known_labels(pkg)) in _indexes
+
+
+def warm(package=None, settings: RuntimeSettings | None = None) -> None:
+    """Load the text encoder and embed the label phrases now (blocking)."""
+    pkg = _package(package)
+    _index(encoder_for(pkg, settings).load(), known_labels(pkg))
+
+
+def warm_async(package, settings: RuntimeSettings | None = None) -> threading.Thread:
+    """:func:`warm` on a background thread (one per model at a time); errors are kept on
+    the thread as ``error``."""
+    pkg = _package(package)
+    key = _model_key(pkg)
+    with _lock:
+        th = _warming.get(key)
+        if th is not None and th.is_alive():
+            return th
+
+        def run():
+            try:
+                warm(pkg, settings)
+            except Exception as exc:  # shown by the caller (the panel)
+                th.error = exc
+
+        th = threading.Thread(target=run, name="sparse-motion-understand", daemon=True)
+        th.error = None
+        _warming[key] = th
+        th.start()
+        return th
+
+
+def warming_error(package) -> Exception | None:
+    """The error of the last :func:`warm_async` of ``package``, if it failed."""
+    key = _model_key(_package(package))
+    with _lock:
+        th = _warming.get(key)
+    return getattr(th, "error", None) if th is not None and not th.is_alive() else None
+
+
+def clear() -> None:
+    """Forget every cached result, label embedding and encoder."""
+    with _lock:
+        _results.clear()
+        _indexes.clear()
+        _encoders.clear()

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+""""Understood as" (inference/understand.py) with the shipped sMDM package and the shipped
+text encoder: clear prompts give their content and style, bad prompts (empty, 2,000
+characters, other languages, emoji, noise) a clear "not understood" or note, never an error;
+results and label embeddings are cached."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sparse_motion.inference import understand as ua
+from sparse_motion.inference.package import load_package
+from sparse_motion.motion import captions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pkg():
+    ua.clear()
+    package = load_package(ROOT / "models" / "smdm-default")
+    ua.warm(package)
+    yield package
+    ua.clear()
+
+
+@pytest.mark.parametrize("prompt, content, style", [
+    ("a person runs fast", "run", ("normal", "active")),  # "fast": energetic, or no style
+    ("a man runs", "run", "normal"),
+    ("waves with the left hand", "wave-left-hand", "normal"),
+    ("someone raises the right hand", "raise-up-right-hand", "normal"),
+    ("he kicks angrily", "kick", "angry"),
+    ("an exhausted man walks forward", "walk", "exhausted"),
+    ("a sad woman walks backwards", "walk-back", "sad"),
+    ("bows politely", "bow", "normal"),
+])
+def test_clear_prompts_are_understood(pkg, prompt, content, style):
+    u = ua.understand(prompt, pkg)
+    styles = style if isinstance(style, tuple) else (style,)
+    assert u.understood and u.content == content and u.style in styles, u
+    assert u.content_similarity >= ua.CONTENT_MIN
+    assert 0.0 < u.content_confidence <= 1.0 and 0.0 < u.style_confidence <= 1.0
+    assert u.alternatives[0][0] == content
+    assert u.line().startswith(f"Understood as: {content} (") and f", {u.style} (" in u.line()
+    assert u.note == ""
+
+
+@pytest.mark.parametrize("prompt, english", [
+    ("人が歩く", False),                    # Japanese: "a person walks"
+    ("eine Person läuft schnell durch den Park", True),  # German, Latin letters
+    ("🏃‍♂️💨🔥", False),
+    ("x" * 2000, True),
+    ("asdf qwer zxcv", True),
+    ("she bakes a chocolate cake in the oven", True),  # no such content in the data
+    ("sits down on a chair", True),
+])
+def test_prompts_it_cannot_read_are_reported_not_understood(pkg, prompt, english):
+    u = ua.understand(prompt, pkg)
+    assert not u.understood
+    assert u.content in captions.ALL_CONTENTS  # the closest one is still named
+    assert u.content_similarity < ua.CONTENT_MIN
+    assert u.line().startswith(f"Not understood: closest is {u.content} (")
+    assert "low confidence" in u.line()
+    assert "no content the model knows is close" in u.note
+    assert ("English only" in u.note) is (not english)
+    m = u.to_manifest()
+    assert m["understood"] is False and m["content"] == u.content
+
+
+def test_empty_prompt_is_a_note(pkg):
+    for text in ("", "   ", "\n\t"):
+        u = ua.understand(text, pkg)
+        assert u.content is None and u.style is None and not u.understood
+        assert u.line() == "Empty prompt: type what the motion shows"
+
+
+def test_a_2000_character_prompt_is_read_from_its_start(pkg):
+    text = ("A person runs fast along the beach, " * 60)[:2000]
+    assert len(text) == 2000
+    u = ua.understand(text, pkg)
+    assert u.understood and u.content == "run"
+    assert "only its first 64 tokens are read" in u.note
+
+
+def test_non_strings_are_refused(pkg):
+    with pytest.raises(TypeError):
+        ua.understand(None, pkg)
+
+
+def test_manifest_entry(pkg):
+    m = ua.understand("an old man walks slowly", pkg).to_manifest()
+    assert set(m) == {"content", "content_confidence", "style", "style_confidence",
+                      "understood"}
+    assert m["content"] == "walk" and m["style"] in ("old", "elderly")
+    assert isinstance(m["content_confidence"], float) and 0 < m["style_confidence"] <= 1
+
+
+def test_results_are_cached_by_prompt_and_model(pkg, tmp_path):
+    text = "someone waves both hands happily"
+    assert ua.lookup(text, pkg) is None
+    assert ua.ready(pkg)
+    indexes = len(ua._indexes)
+    u = ua.understand(text, pkg)
+    assert ua.lookup(text, pkg) is u and ua.understand(text, pkg) is u
+    assert u.content == "wave-both-hands" and u.style == "happy"
+    assert len(ua._indexes) == indexes  # label embeddings are not computed again
+    # another model (here: another version of the same folder's files) has its own entries
+    copy = tmp_path / "smdm-default"
+    shutil.copytree(pkg.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps(dict(manifest, version="9.9.9")))
+    other = load_package(copy)
+    assert ua.lookup(text, other) is None
+    assert ua.understand(text, other).content == "wave-both-hands"
+    assert ua.lookup(text, other) is not u and ua.lookup(text, pkg) is u
+
+
+def test_known_labels_come_from_the_manifest_else_the_captions(pkg):
+    fallback = ua.known_labels(pkg)
+    assert fallback.source == "captions"
+    assert fallback.contents == captions.ALL_CONTENTS and fallback.styles == captions.ALL_STYLES
+    line_c, line_s = fallback.short(4)
+    assert line_c == f"{len(captions.ALL_CONTENTS)} contents: bow, bye, byebye, call, … " \
+                     f"(+{len(captions.ALL_CONTENTS) - 4})"
+    assert line_s.startswith(f"{len(captions.ALL_STYLES)} styles: active, angry")
+    manifest = {"labels": {"content": ["walk", "run", "bow"], "style": ["normal", "tired"]}}
+    own = ua.known_labels(manifest)
+    assert (own.contents, own.styles, own.source) == (("walk", "run", "bow"),
+                                                      ("normal", "tired"), "manifest")
+    assert ua.known_labels({"training": {"labels": manifest["labels"]}}) == own
+
+
+def test_only_the_models_labels_are_answers(pkg):
+    enc = ua.encoder_for(pkg)
+    labels = ua.Labels(("walk", "bow"), ("normal", "tired"), "manifest")
+    u = ua._compute("a person runs fast", enc, labels)
+    assert u.content == "walk" and u.style == "normal"  # run is not among them
+    u = ua._compute("a weary person bows", enc, labels)
+    assert (u.content, u.style) == ("bow", "tired")
+
+
+def test_label_phrases_come_from_the_caption_tables():
+    waves = ua.label_phrases("content", "wave-right-hand")
+    assert len(waves) == len(ua._captions._ACTIONS["wave-right-hand"])
+    assert "A person waves with the right hand." in waves
+    assert all(p.startswith("A person ") and p.endswith(".") for p in waves)
+    tired = ua.label_phrases("style", "tired")
+    assert "wearily" in tired and "a tired person" in tired
+    assert ua.label_phrases("content", "jump-high") == ["A person does jump high."]
+    assert ua.label_phrases("style", "sleepy") == ["sleepy"]
+    with pytest.raises(ValueError):
+        ua.label_phrases("colour", "red")
