@@ -177,16 +177,18 @@ def caption_key(content: str, style: str) -> str:
     return f"{content}|{style}"
 
 
-def text_cache(ds, work: Path, encoder_dir: Path):
-    """Embeddings of every paraphrase of every (content, style) in the data and of its mirror,
-    plus every stored clip caption: ``(texts, emb (N, 384), index {text: row})``, cached."""
+def text_cache(ds, work: Path, encoder_dir: Path, captions_of=None):
+    """Embeddings of every paraphrase of every (content, style) in the data and of its mirror
+    (``captions_of(content, style)``, default every template variant), plus every stored clip
+    caption: ``(texts, emb (N, 384), index {text: row})``, cached."""
+    captions_of = captions_of or _cap.caption_variants
     pairs = set()
     for c in ds.clips:
         pairs.add((c["content"], c["style"]))
         pairs.add((_cap.mirror_label(c["content"]), c["style"]))
     texts = set()
     for content, style in pairs:
-        texts.update(_cap.caption_variants(content, style))
+        texts.update(captions_of(content, style))
     for i in range(len(ds)):
         texts.update(ds.captions(i, False))
         texts.update(ds.captions(i, True))
@@ -201,6 +203,7 @@ def text_cache(ds, work: Path, encoder_dir: Path):
         t0 = time.perf_counter()
         enc = TextEncoder(encoder_dir, batch_size=256)
         emb = enc.encode(texts).astype(np.float32)
+        work.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, emb)
         os.replace(tmp, path)

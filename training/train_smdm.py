@@ -25,6 +25,13 @@ weights (exported). Time-based checkpoints (``work/checkpoint.pt``) and ``--resu
 ``--snapshot-at`` keeps EMA weights at given steps (``work/ema-<step>.pt``) so ablations can
 be compared at equal steps.
 
+Issue 13 (text understanding): ``--captions-per-pair N`` trains each (content, style) with a
+fixed draw of N of its (several hundred) template captions, so the text encoder embeds a
+bounded set; ``--balance P`` samples clips with weight (clips of their content) ** -P (0.5:
+each content drawn ∝ sqrt of its clips, so the 1-2-clip contents are seen ~10x more often);
+``--init-weights`` fine-tunes from existing weights (e.g. the shipped package's
+``denoiser.pt``) instead of a random start.
+
 Then ``--export``: ONNX (dynamic batch, frames and keyframe count), a torch vs onnxruntime
 parity check, and the package (``denoiser.onnx``, ``stats.npz``, ``manifest.json``).
 
@@ -103,14 +110,19 @@ class TrainClips:
     Also usable with any list of (features, caption rows) for synthetic tests.
     """
 
-    def __init__(self, feats, feats_mirror, areas, caps, caps_mirror):
+    def __init__(self, feats, feats_mirror, areas, caps, caps_mirror, weights=None):
         self.feats = {False: feats, True: feats_mirror}
         self.areas = areas
         self.caps = {False: caps, True: caps_mirror}
         self.lengths = np.array([len(f) for f in feats])
+        # per-clip sampling weights (None: uniform); see balance_weights
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
 
     @classmethod
-    def from_dataset(cls, ds, idx, text_index):
+    def from_dataset(cls, ds, idx, text_index, captions_of=None, balance_power=0.0):
+        """``captions_of(content, style)``: the captions a pair is trained with (default: every
+        template variant); ``balance_power``: see :func:`balance_weights`."""
+        captions_of = captions_of or _cap.caption_variants
         feats, mfeats, areas, caps, mcaps = [], [], [], [], []
         rows_of = {}
         for i in idx:
@@ -125,16 +137,21 @@ class TrainClips:
                 key = (content, c["style"])
                 if key not in rows_of:
                     rows_of[key] = np.array([text_index[t] for t in
-                                             _cap.caption_variants(content, c["style"])])
+                                             captions_of(content, c["style"])])
                 out.append(rows_of[key])
-        return cls(feats, mfeats, areas, caps, mcaps)
+        weights = balance_weights([ds.clips[int(i)]["content"] for i in idx], balance_power)
+        return cls(feats, mfeats, areas, caps, mcaps, weights)
 
     def batch(self, rng, B, max_frames, keys_mode, cond_drop, text_emb):
         # one length per batch, drawn from the clip lengths
         n_pick = int(self.lengths[rng.integers(len(self.lengths))])
         N = int(min(max(n_pick, MIN_FRAMES), max_frames, self.lengths.max()))
         eligible = np.flatnonzero(self.lengths >= N)
-        ids = rng.choice(eligible, size=B, replace=True)
+        if self.weights is None:
+            ids = rng.choice(eligible, size=B, replace=True)
+        else:
+            p = self.weights[eligible]
+            ids = rng.choice(eligible, size=B, replace=True, p=p / p.sum())
         K = core.key_count(N)
         x0 = np.empty((B, N, self.feats[False][0].shape[1]), dtype=np.float32)
         keys = np.empty((B, K), dtype=np.int64)
@@ -153,6 +170,47 @@ class TrainClips:
                 text[b] = text_emb[rows[rng.integers(len(rows))]]
         _, left, w = core.interpolation_batch(keys, N)
         return x0, text, keys, left, w
+
+
+def balance_weights(contents, power: float = 0.5):
+    """Per-clip sampling weights ∝ (clips of the clip's content) ** -power, summing to 1:
+    0 keeps uniform sampling (None), 0.5 gives each content a share ∝ sqrt(its clip count)
+    (rare contents such as punch, 2 clips, are drawn ~10x more often than uniformly), 1 gives
+    every content the same share."""
+    if not power:
+        return None
+    contents = list(contents)
+    counts = {}
+    for c in contents:
+        counts[c] = counts.get(c, 0) + 1
+    w = np.array([counts[c] ** -float(power) for c in contents], dtype=np.float64)
+    return w / w.sum()
+
+
+def pair_captions(n: int | None):
+    """``captions_of(content, style)`` for training: every template variant (``n`` None) or
+    ``n`` of them, drawn deterministically per pair (the text encoder then embeds a bounded
+    set: a few hundred variants x ~220 pairs would take most of the CPU budget)."""
+    if not n:
+        return _cap.caption_variants
+    cache = {}
+
+    def captions_of(content, style):
+        key = (content, style)
+        if key not in cache:
+            cache[key] = _cap.captions(content, style, n, _cap.clip_seed(f"{content}|{style}"))
+        return cache[key]
+
+    return captions_of
+
+
+def load_init_weights(torch, path):
+    """A state dict to start from: a package's ``denoiser.pt`` (float16 state dict), a
+    checkpoint's ``ema-<step>.pt`` or ``checkpoint.pt`` (its EMA weights); float32."""
+    st = torch.load(path, weights_only=False, map_location="cpu")
+    if isinstance(st, dict) and "ema" in st:
+        st = st["ema"]
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in st.items()}
 
 
 # =========================================================================== training
@@ -176,6 +234,9 @@ def train(args, torch, data, text_emb, log_fn=log):
     device = args.device if args.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")
     model = build_denoiser(torch, cfg).to(device)
+    if getattr(args, "init_weights", None):
+        model.load_state_dict(load_init_weights(torch, args.init_weights))
+        log_fn(f"initialised from {args.init_weights} (fine-tuning)")
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -400,6 +461,15 @@ def parse_args(argv=None):
     ap.add_argument("--export", default=None, help="write the package to this folder")
     ap.add_argument("--from-weights", default=None,
                     help="export these EMA weights (ema-<step>.pt) instead of training")
+    ap.add_argument("--init-weights", default=None,
+                    help="fine-tune: start from these weights (a package's denoiser.pt or an "
+                         "ema-<step>.pt / checkpoint.pt); the config must match")
+    ap.add_argument("--captions-per-pair", type=int, default=None,
+                    help="train each (content, style) with this many of its caption variants "
+                         "(deterministic draw; default all, cached in build/evaluator)")
+    ap.add_argument("--balance", type=float, default=0.0,
+                    help="sample clips with weight (clips of its content) ** -BALANCE: 0 "
+                         "uniform, 0.5 sqrt rebalancing of rare contents, 1 equal per content")
     ap.add_argument("--name", default="smdm-default")
     ap.add_argument("--version", default="1.0.0")
     args = ap.parse_args(argv)
@@ -425,9 +495,13 @@ def main(argv=None):
     from train_evaluator import text_cache
 
     te_dir = TEXT_ENCODER_DIR
-    _texts, text_emb, text_index = text_cache(ds, ROOT / "build" / "evaluator", te_dir)
+    captions_of = pair_captions(args.captions_per_pair)
+    # a drawn subset has its own cache folder (the evaluator's cache holds every variant)
+    cache = DEFAULT_WORK / "text" if args.captions_per_pair else ROOT / "build" / "evaluator"
+    _texts, text_emb, text_index = text_cache(ds, cache, te_dir, captions_of)
     t = time.perf_counter()
-    data = TrainClips.from_dataset(ds, ds.indices("train"), text_index)
+    data = TrainClips.from_dataset(ds, ds.indices("train"), text_index, captions_of,
+                                   balance_power=args.balance)
     log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
     if args.from_weights:
         st = torch.load(args.from_weights, weights_only=False, map_location="cpu")
@@ -457,6 +531,8 @@ def main(argv=None):
         "steps": step, "batch": args.batch, "lr": args.lr, "keys": args.keys,
         "lipschitz": not args.no_lipschitz, "cond_drop": args.cond_drop,
         "lip_weight": args.lip_weight, "ema": args.ema, "max_frames": args.max_frames,
+        "init_weights": args.init_weights, "captions_per_pair": args.captions_per_pair,
+        "balance": args.balance,
         "parameters": n_params, "split": "train (+ mirror)", "dataset_version": ds.meta["version"],
         "parity_max_abs": err, "final_mse": history[-1]["mse"] if history else None,
     }
