@@ -246,3 +246,28 @@ def test_an_smdm_package_is_not_a_motionlcm_model(tmp_path):
         MotionLcmModel(smdm_fixture.tiny_package()).load()
     model = gen_mod.open_model(smdm_fixture.tiny_package())
     assert type(model).__name__ == "SmdmModel"
+
+
+def test_a_stage_resumed_from_its_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    torch = pytest.importorskip("torch")
+    import tiny_motionlcm
+    import train_motionlcm as tm
+
+    data, emb, mean, std = tiny_motionlcm.tiny_data(0)
+
+    def trainer(work, *extra):
+        args = tm.parse_args(["--config", "tiny", "--work", str(work), "--steps", "6", "1", "1",
+                              "1", "--warmup", "2", "--stat-batches", "1", *extra])
+        return tm.Trainer(args, torch, data, emb, mean, std, log_fn=lambda m: None)
+
+    assert trainer(tmp_path / "a").run(("vae",))
+    assert not trainer(tmp_path / "b", "--stop-at", "3").run(("vae",))  # "out of time"
+    assert (tmp_path / "b" / "vae.pt").is_file() and not (tmp_path / "b" / "vae-final.pt").exists()
+    assert torch.load(tmp_path / "b" / "vae.pt", weights_only=False)["step"] == 3
+    assert trainer(tmp_path / "b", "--resume").run(("vae",))
+    a = torch.load(tmp_path / "a" / "vae-final.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "vae-final.pt", weights_only=False)
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert torch.equal(a["lat_mean"], b["lat_mean"])

@@ -33,6 +33,7 @@ Plan for the shipped model (see docs/motionlcm.md for the measured step times)::
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import json
 import os
@@ -59,12 +60,12 @@ KIND = "motionlcm"
 
 CONFIGS = {
     # 2 CPU cores, <= 4 h for the four stages (docs/motionlcm.md: measured step times)
-    "cpu": dict(vae=dict(width=256, enc_layers=3, dec_layers=3, heads=4, ff=512, tokens=8,
+    "cpu": dict(vae=dict(width=128, enc_layers=3, dec_layers=3, heads=4, ff=256, tokens=8,
                          latent_dim=32),
                 den=dict(width=256, layers=5, heads=4, ff=512),
-                ctl=dict(traj_layers=2),
+                ctl=dict(traj_layers=1),
                 batch=32, max_frames=200, w_range=(2.0, 8.0),
-                steps=dict(vae=6000, teacher=6000, distill=2500, control=2000),
+                steps=dict(vae=10000, teacher=8000, distill=3000, control=3000),
                 lr=dict(vae=2e-4, teacher=2e-4, distill=1e-4, control=1e-4)),
     # one GPU: the paper's sizes (VAE 9+9 layers, 16 x 32 latent; denoiser 9 layers)
     "gpu": dict(vae=dict(width=256, enc_layers=9, dec_layers=9, heads=4, ff=1024, tokens=16,
@@ -124,7 +125,6 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng([args.seed, STAGES.index(stage)])
-    torch.manual_seed(args.seed * 10 + STAGES.index(stage))
     step, history = 0, []
     if args.resume and ckpt.is_file():
         st = torch.load(ckpt, weights_only=False, map_location="cpu")
@@ -168,7 +168,7 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
         if time.time() - t_ckpt > args.checkpoint_minutes * 60:
             save()
             t_ckpt = time.time()
-        if budget.over():
+        if budget.over() or (args.stop_at and step >= args.stop_at):
             break
     save()
     return ema, step >= steps, history
@@ -250,6 +250,7 @@ class Trainer:
 
     def train_vae(self):
         torch, args = self.torch, self.args
+        torch.manual_seed(args.seed * 10 + STAGES.index("vae"))  # weights and noise
         model = net.build_vae(torch, self.vcfg)
         ema = _frozen(copy.deepcopy(model))
 
@@ -258,7 +259,7 @@ class Trainer:
             rec, mu, logvar = model(x, fidx)
             mse = ((rec - x) ** 2).mean()
             kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).mean()
-            return mse + args.kl * kl, {"mse": float(mse), "kl": float(kl)}
+            return mse + args.kl * kl, {"mse": float(mse.detach()), "kl": float(kl.detach())}
 
         ema, done, hist = run_stage("vae", args, torch, model, ema, step, ema_decay=args.ema,
                                     budget=self.budget, log_fn=self.log)
@@ -278,6 +279,7 @@ class Trainer:
 
     def train_teacher(self):
         torch, args = self.torch, self.args
+        torch.manual_seed(args.seed * 10 + STAGES.index("teacher"))  # weights and noise
         vae, lm, ls = self.vae()
         model = net.build_denoiser(torch, self.dcfg)
         ema = _frozen(copy.deepcopy(model))
@@ -289,7 +291,7 @@ class Trainer:
             t = torch.randint(0, core.TIMESTEPS, (len(x),))
             pred = model(self.noisy(z0, t), t, text, n)
             mse = ((pred - z0) ** 2).mean()
-            return mse, {"mse": float(mse)}
+            return mse, {"mse": float(mse.detach())}
 
         ema, done, hist = run_stage("teacher", args, torch, model, ema, step, ema_decay=args.ema,
                                     budget=self.budget, log_fn=self.log)
@@ -299,6 +301,7 @@ class Trainer:
 
     def train_distill(self):
         torch, args = self.torch, self.args
+        torch.manual_seed(args.seed * 10 + STAGES.index("distill"))  # weights and noise
         vae, lm, ls = self.vae()
         teacher = net.build_denoiser(torch, self.dcfg)
         teacher.load_state_dict(_load_final(torch, self.work, "teacher")["model"])
@@ -329,7 +332,7 @@ class Trainer:
             pred = student(z_t, t, text, n, w)
             c = args.huber_c
             loss = (torch.sqrt((pred - tgt) ** 2 + c * c) - c).mean()
-            return loss, {"huber": float(loss)}
+            return loss, {"huber": float(loss.detach())}
 
         target, done, hist = run_stage("distill", args, torch, student, target, step,
                                        ema_decay=args.ema_target, budget=self.budget,
@@ -355,6 +358,7 @@ class Trainer:
 
     def train_control(self):
         torch, args = self.torch, self.args
+        torch.manual_seed(args.seed * 10 + STAGES.index("control"))  # weights and noise
         vae, lm, ls = self.vae()
         decoder = _frozen(net.build_decoder_export(torch, vae, lm, ls))
         student = self.student()
@@ -378,7 +382,8 @@ class Trainer:
             lat = ((pred - z0) ** 2).mean()
             err = ((self.pelvis(decoder(pred, fidx)) - control) * net.CONTROL_SCALE) ** 2
             ctl = (err.sum(-1) * mask).sum() / mask.sum()
-            return lat + args.control_weight * ctl, {"latent": float(lat), "pelvis_m2": float(ctl)}
+            return lat + args.control_weight * ctl, {"latent": float(lat.detach()),
+                                                     "pelvis_m2": float(ctl.detach())}
 
         ema, done, hist = run_stage("control", args, torch, model, ema, step, ema_decay=args.ema,
                                     budget=self.budget, log_fn=self.log)
@@ -532,6 +537,8 @@ def parse_args(argv=None):
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop (with a checkpoint) after this long; continue with --resume")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="stop every stage at this step (with a checkpoint), as if out of time")
     ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
     ap.add_argument("--steps", type=int, nargs=4, default=None, metavar=("VAE", "TEACHER",
                     "DISTILL", "CONTROL"), help="override the steps of the four stages")
@@ -605,9 +612,12 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     ds = _ds.load_dataset(args.data)
-    from train_evaluator import text_cache
+    if args.time_steps:  # the caption embeddings do not change the cost of a step
+        text_emb, text_index = np.zeros((1, 384), np.float32), collections.defaultdict(int)
+    else:
+        from train_evaluator import text_cache
 
-    _texts, text_emb, text_index = text_cache(ds, ROOT / "build" / "evaluator", ts.TEXT_ENCODER_DIR)
+        _t, text_emb, text_index = text_cache(ds, ROOT / "build" / "evaluator", ts.TEXT_ENCODER_DIR)
     t = time.perf_counter()
     data = ts.TrainClips.from_dataset(ds, ds.indices("train"), text_index)
     log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
