@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +196,26 @@ class TextToMotionModel:
     @property
     def loaded(self) -> bool:
         return self._run is not None
+
+    def _request(self, frames, seconds, steps, guidance, key_fraction):
+        """``(frames, steps, guidance, key_fraction)``: frames from ``seconds`` when not given,
+        the others from the package's ``config`` defaults."""
+        if (frames is None) == (seconds is None):
+            raise ValueError("give frames or seconds")
+        frames = int(round(float(seconds) * self.fps)) if frames is None else int(frames)
+        c = self.config
+        return (frames, int(steps if steps is not None else c["steps"]),
+                float(guidance if guidance is not None else c["guidance"]),
+                float(key_fraction if key_fraction is not None else c["key_fraction"]))
+
+    def _encode(self, text: str, seed, timings: dict) -> np.ndarray:
+        """The caption embedding ``(E,)`` (timed as ``text``), after checking the seed."""
+        if int(seed) < 0:
+            raise InputError(f"The seed must be 0 or more, got {seed}")
+        t0 = time.perf_counter()
+        emb = self._text_encoder.encode([text]).astype(np.float32)[0]
+        timings["text"] = time.perf_counter() - t0
+        return emb
 
     @property
     def fps(self) -> float:

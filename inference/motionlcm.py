@@ -147,24 +147,15 @@ class MotionLcmModel(_gen.TextToMotionModel):
         ``control`` (F, 3) pelvis positions in cm, followed where ``control_mask`` (F,) is set
         (default: where the points are finite)."""
         self.load()
-        if (frames is None) == (seconds is None):
-            raise ValueError("give frames or seconds")
         fps = self.fps
-        frames = int(round(float(seconds) * fps)) if frames is None else int(frames)
-        steps = int(steps if steps is not None else self.config["steps"])
-        guidance = float(guidance if guidance is not None else self.config["guidance"])
-        key_fraction = float(key_fraction if key_fraction is not None
-                             else self.config["key_fraction"])
+        frames, steps, guidance, key_fraction = self._request(frames, seconds, steps, guidance,
+                                                              key_fraction)
         results = int(results)
         text = self.check_request(text, frames, steps, guidance, 0.0, results, key_fraction)
         ctl = self.check_control(control, control_mask, frames)
-        if int(seed) < 0:
-            raise InputError(f"The seed must be 0 or more, got {seed}")
         timings = {}
         with self._lock:
-            t0 = time.perf_counter()
-            emb = self._text_encoder.encode([text]).astype(np.float32)[0]
-            timings["text"] = time.perf_counter() - t0
+            emb = self._encode(text, seed, timings)
             t0 = time.perf_counter()
             x = self._sample(emb, frames, int(seed), steps, guidance, results, ctl, progress,
                              cancel)

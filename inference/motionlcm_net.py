@@ -26,10 +26,11 @@ Parts (see ``docs/motionlcm.md``)::
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from .smdm_net import sinusoid_encoding as _sinusoid
 
 __all__ = ["VaeConfig", "DenoiserConfig", "ControlConfig", "build_vae", "build_denoiser",
            "build_controlnet", "build_decoder_export", "root_trajectory", "lcm_timesteps", "boundary_coefficients",
@@ -109,15 +110,6 @@ def boundary_coefficients(t):
 
 
 # =========================================================================== torch parts
-
-
-def _sinusoid(torch, pos, dim):
-    """(…,) positions → (…, dim) sin/cos encoding (float32)."""
-    half = dim // 2
-    freq = torch.exp(torch.arange(half, dtype=torch.float32, device=pos.device)
-                     * (-math.log(10000.0) / half))
-    a = pos.to(torch.float32)[..., None] * freq
-    return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
 
 
 def _block(torch, d, heads, ff, dropout):

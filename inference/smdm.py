@@ -123,26 +123,15 @@ class SmdmModel(_gen.TextToMotionModel):
                  cancel: Callable[[], bool] | None = None) -> Generation:
         """Sample ``results`` motions of ``frames`` frames (or ``seconds``) for ``text``."""
         self.load()
-        if (frames is None) == (seconds is None):
-            raise ValueError("give frames or seconds")
         fps = self.fps
-        if frames is None:
-            frames = int(round(float(seconds) * fps))
-        frames = int(frames)
-        steps = int(steps if steps is not None else self.config["steps"])
-        guidance = float(guidance if guidance is not None else self.config["guidance"])
+        frames, steps, guidance, key_fraction = self._request(frames, seconds, steps, guidance,
+                                                              key_fraction)
         gamma = float(gamma if gamma is not None else self.config["gamma"])
-        key_fraction = float(key_fraction if key_fraction is not None
-                             else self.config["key_fraction"])
         results = int(results)
         text = self.check_request(text, frames, steps, guidance, gamma, results, key_fraction)
-        if int(seed) < 0:
-            raise InputError(f"The seed must be 0 or more, got {seed}")
         timings = {}
         with self._lock:
-            t0 = time.perf_counter()
-            emb = self._text_encoder.encode([text]).astype(np.float32)[0]
-            timings["text"] = time.perf_counter() - t0
+            emb = self._encode(text, seed, timings)
             t0 = time.perf_counter()
             x0n, keys = self._sample(emb, frames, int(seed), steps, guidance, gamma, results,
                                      key_fraction, progress, cancel)

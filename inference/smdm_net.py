@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["DenoiserConfig", "build_denoiser", "INPUT_NAMES", "OUTPUT_NAMES"]
+__all__ = ["DenoiserConfig", "build_denoiser", "sinusoid_encoding", "INPUT_NAMES", "OUTPUT_NAMES"]
 
 INPUT_NAMES = ("x_t", "t", "text", "key_idx", "interp_left", "interp_w")
 OUTPUT_NAMES = ("x0",)
@@ -51,6 +51,15 @@ class DenoiserConfig:
     @classmethod
     def from_dict(cls, d) -> "DenoiserConfig":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def sinusoid_encoding(torch, pos, dim):
+    """(…,) positions → (…, dim) sin/cos encoding (float32; also MotionLCM's)."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float32, device=pos.device)
+                     * (-math.log(10000.0) / half))
+    a = pos.to(torch.float32)[..., None] * freq
+    return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
 
 
 def build_denoiser(torch, config: DenoiserConfig | None = None):
@@ -124,12 +133,7 @@ def build_denoiser(torch, config: DenoiserConfig | None = None):
             return x + self.drop(self.ff(self.ln2(x)))
 
     def sinusoid(pos, dim):
-        """(…,) float positions → (…, dim) sin/cos encoding."""
-        half = dim // 2
-        freq = torch.exp(torch.arange(half, dtype=torch.float32, device=pos.device)
-                         * (-math.log(10000.0) / half))
-        a = pos.to(torch.float32)[..., None] * freq
-        return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
+        return sinusoid_encoding(torch, pos, dim)
 
     class Denoiser(nn.Module):
         def __init__(self):
