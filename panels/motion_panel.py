@@ -90,7 +90,7 @@ def draw_understood_as(layout, context, settings):
 UNDERSTANDING = "Understood as: loading the text encoder…"
 
 
-_waiting: set = set()  # threads a redraw timer waits for
+_waiting: dict = {}  # thread -> the redraw timer that waits for it
 
 
 def _redraw_when_done(thread):
@@ -101,7 +101,7 @@ def _redraw_when_done(thread):
     def poll():
         if thread.is_alive():
             return 0.05
-        _waiting.discard(thread)
+        _waiting.pop(thread, None)
         wm = bpy.context.window_manager
         for window in (wm.windows if wm is not None else ()):
             for area in window.screen.areas:
@@ -109,8 +109,18 @@ def _redraw_when_done(thread):
                     area.tag_redraw()
         return None
 
-    _waiting.add(thread)
+    _waiting[thread] = poll
     bpy.app.timers.register(poll, first_interval=0.05)
+
+
+def _cancel_redraws():
+    """Unregister the redraw timers still waiting (a timer left registered at exit crashes
+    bpy 4.2 in its static destructors; without a window manager, e.g. bpy as a module, timers
+    never run)."""
+    for poll in list(_waiting.values()):
+        if bpy.app.timers.is_registered(poll):
+            bpy.app.timers.unregister(poll)
+    _waiting.clear()
 
 
 def draw_button(layout, idname, icon, problem, settings, fields, prefix="", scale_y=1.0):
@@ -200,4 +210,9 @@ classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_varia
            SPARSEMOTION_PT_reduce)
 
 
-register, unregister = bpy.utils.register_classes_factory(classes)
+register, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def unregister():
+    _cancel_redraws()
+    _unregister_classes()

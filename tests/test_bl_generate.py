@@ -311,6 +311,8 @@ def test_panel_shows_what_the_prompt_is_understood_as():
     lines = understood_as("a person runs fast")
     assert lines[0] == motion_panel.UNDERSTANDING
     thread = understand.warm_async(pkg)
+    polls = list(motion_panel._waiting.values())
+    assert len(polls) == 1 and bpy.app.timers.is_registered(polls[0])  # the redraw timer
     thread.join(60)
     assert not thread.is_alive() and thread.error is None
     lines = understood_as("a person runs fast")
@@ -327,6 +329,14 @@ def test_panel_shows_what_the_prompt_is_understood_as():
     known = understand.known_labels(pkg)
     assert lines[1:] == ["Knows " + line for line in known.short()]
     assert lines[1].startswith(f"Knows {len(known.contents)} contents: ")
+    # bpy as a module runs no timers: unregistering takes the redraw timer away (one left
+    # registered at exit crashes bpy 4.2 in its static destructors, rc 139)
+    assert bpy.app.timers.is_registered(polls[0])
+    fx.unregister()
+    try:
+        assert not bpy.app.timers.is_registered(polls[0]) and not motion_panel._waiting
+    finally:
+        fx.ensure_registered()
 
 
 @pytest.mark.parametrize("prompt", ["人が歩く", "eine Person läuft schnell", "🏃‍♂️💨",
