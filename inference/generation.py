@@ -54,6 +54,8 @@ class Generation:
     model: str
     timings: dict = field(default_factory=dict)  # seconds: text, sampling, decoding
     foot_lock: bool = True
+    understood_as: dict | None = None    # the prompt's nearest content and style (understand)
+    grounded: bool = False               # conditioned on the understood pair too (grounding)
     _decoded: dict = field(default_factory=dict, repr=False)
 
     def motion(self, r: int = 0, foot_lock: bool | None = None):
@@ -208,14 +210,25 @@ class TextToMotionModel:
                 float(guidance if guidance is not None else c["guidance"]),
                 float(key_fraction if key_fraction is not None else c["key_fraction"]))
 
-    def _encode(self, text: str, seed, timings: dict) -> np.ndarray:
-        """The caption embedding ``(E,)`` (timed as ``text``), after checking the seed."""
+    def _encode(self, text: str, seed, timings: dict, grounding=None) -> tuple:
+        """``(embedding (E,), understood_as, grounded)``: the conditioning for ``text`` (timed
+        as ``text``), after checking the seed. ``grounding``: None = the package's setting
+        (``config["grounding"]``; absent = off), False = off, a dict = those settings
+        (:func:`~.understand.ground`)."""
         if int(seed) < 0:
             raise InputError(f"The seed must be 0 or more, got {seed}")
         t0 = time.perf_counter()
         emb = self._text_encoder.encode([text]).astype(np.float32)[0]
+        g = self.config.get("grounding") if grounding is None else grounding
+        understood, grounded = None, False
+        if g:
+            from . import understand as _ua
+
+            emb, u, grounded = _ua.ground(text, emb, self.package, self._text_encoder,
+                                         g if isinstance(g, dict) else None)
+            understood = u.to_manifest()
         timings["text"] = time.perf_counter() - t0
-        return emb
+        return emb, understood, grounded
 
     @property
     def fps(self) -> float:

@@ -139,7 +139,7 @@ class MotionLcmModel(_gen.TextToMotionModel):
     def generate(self, text: str, frames: int | None = None, seed: int = 0, *,
                  seconds: float | None = None, steps: int | None = None,
                  guidance: float | None = None, gamma: float | None = None, results: int = 1,
-                 key_fraction: float | None = None, foot_lock: bool = True,
+                 key_fraction: float | None = None, foot_lock: bool = True, grounding=None,
                  control=None, control_mask=None,
                  progress: Callable[[float, str], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> Generation:
@@ -155,7 +155,7 @@ class MotionLcmModel(_gen.TextToMotionModel):
         ctl = self.check_control(control, control_mask, frames)
         timings = {}
         with self._lock:
-            emb = self._encode(text, seed, timings)
+            emb, understood, grounded = self._encode(text, seed, timings, grounding)
             t0 = time.perf_counter()
             x = self._sample(emb, frames, int(seed), steps, guidance, results, ctl, progress,
                              cancel)
@@ -167,7 +167,8 @@ class MotionLcmModel(_gen.TextToMotionModel):
         return Generation(text=text, seed=int(seed), fps=fps, features=feats, keys=keys,
                           steps=steps, guidance=guidance, gamma=0.0,
                           model=f"{self.package.name} {self.package.version}", timings=timings,
-                          foot_lock=bool(foot_lock))
+                          foot_lock=bool(foot_lock), understood_as=understood,
+                          grounded=grounded)
 
     def _sample(self, emb, N, seed, steps, guidance, R, ctl, progress, cancel):
         """Normalised features ``(R, N, D)``."""

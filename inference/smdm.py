@@ -118,7 +118,7 @@ class SmdmModel(_gen.TextToMotionModel):
     def generate(self, text: str, frames: int | None = None, seed: int = 0, *,
                  seconds: float | None = None, steps: int | None = None,
                  guidance: float | None = None, gamma: float | None = None, results: int = 1,
-                 key_fraction: float | None = None, foot_lock: bool = True,
+                 key_fraction: float | None = None, foot_lock: bool = True, grounding=None,
                  progress: Callable[[float, str], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> Generation:
         """Sample ``results`` motions of ``frames`` frames (or ``seconds``) for ``text``."""
@@ -131,7 +131,7 @@ class SmdmModel(_gen.TextToMotionModel):
         text = self.check_request(text, frames, steps, guidance, gamma, results, key_fraction)
         timings = {}
         with self._lock:
-            emb = self._encode(text, seed, timings)
+            emb, understood, grounded = self._encode(text, seed, timings, grounding)
             t0 = time.perf_counter()
             x0n, keys = self._sample(emb, frames, int(seed), steps, guidance, gamma, results,
                                      key_fraction, progress, cancel)
@@ -140,7 +140,8 @@ class SmdmModel(_gen.TextToMotionModel):
         return Generation(text=text, seed=int(seed), fps=fps, features=feats.astype(np.float32),
                           keys=keys, steps=steps, guidance=guidance, gamma=gamma,
                           model=f"{self.package.name} {self.package.version}", timings=timings,
-                          foot_lock=bool(foot_lock))
+                          foot_lock=bool(foot_lock), understood_as=understood,
+                          grounded=grounded)
 
     def _positions(self, x0n_r):
         return _feat.features_to_positions(x0n_r * self.std + self.mean)
@@ -194,14 +195,14 @@ class SmdmGenerator:
 
     def __init__(self, package=None, steps: int = 50, guidance: float = 2.5, gamma: float = 0.1,
                  backend: str = "onnx", max_frames: int = 200, min_frames: int = 10,
-                 threads: int = 0, foot_lock: bool = True):
+                 threads: int = 0, foot_lock: bool = True, grounding=None):
         if package is None:
             from . import registry
 
             package = registry.get_registry().default(KIND)
         self.model = SmdmModel(package, backend=backend,
                                settings=RuntimeSettings(threads=int(threads))).load()
-        self.kw = dict(steps=steps, guidance=guidance, gamma=gamma)
+        self.kw = dict(steps=steps, guidance=guidance, gamma=gamma, grounding=grounding)
         self.max_frames, self.min_frames = int(max_frames), int(min_frames)
         self.foot_lock = bool(foot_lock)
 

@@ -45,7 +45,8 @@ from .text_encoder import TextEncoder
 
 __all__ = ["CONTENT_MIN", "STYLE_MIN", "TEMPERATURE", "NEUTRAL_STYLE", "Labels",
            "Understanding", "known_labels", "label_phrases", "encoder_for", "understand",
-           "lookup", "ready", "warm", "warm_async", "clear"]
+           "lookup", "ready", "warm", "warm_async", "clear", "anchor_embedding", "ground",
+           "GROUNDING_DEFAULTS"]
 
 #: Below this cosine similarity of the nearest content the prompt is "not understood".
 CONTENT_MIN = 0.35
@@ -400,3 +401,52 @@ def clear() -> None:
         _results.clear()
         _indexes.clear()
         _encoders.clear()
+        _anchors.clear()
+
+
+# --------------------------------------------------------------------------- grounding
+
+#: Prompt grounding (issue 13): a text-to-motion model learned its text conditioning from the
+#: caption generator's sentences about (content, style) pairs; an everyday prompt embeds off
+#: that manifold and the model follows it poorly, although the prompt's nearest content and
+#: style (:func:`understand`) are right far more often. Grounding conditions the model on
+#: ``(1 - weight) * prompt + weight * anchor`` (renormalised), the anchor being the mean
+#: embedding of ``captions`` training captions of the understood pair — when the content is
+#: understood with at least ``min_confidence``; otherwise on the prompt alone. A package sets
+#: it in its manifest (``model.grounding``); these are the defaults, tuned on
+#: ``training/dev_prompts.tsv`` (never on the yardstick).
+GROUNDING_DEFAULTS = {"weight": 0.7, "min_confidence": 0.3, "captions": 16}
+
+_anchors: dict = {}  # (encoder sha256, content, style, n) -> unit (E,) embedding
+
+
+def anchor_embedding(content: str, style: str, encoder: TextEncoder, n: int = 16) -> np.ndarray:
+    """The unit mean embedding of ``n`` training captions of ``(content, style)``: the first
+    ``n`` of the draw ``training/train_smdm.py --captions-per-pair`` makes for the pair."""
+    key = (encoder.manifest["files"]["model.onnx"]["sha256"], content, style, int(n))
+    with _lock:
+        e = _anchors.get(key)
+    if e is not None:
+        return e
+    caps = _captions.captions(content, style, int(n), _captions.clip_seed(f"{content}|{style}"))
+    e = encoder.encode(caps).astype(np.float32).mean(axis=0)
+    e = e / max(float(np.linalg.norm(e)), 1e-12)
+    with _lock:
+        return _anchors.setdefault(key, e)
+
+
+def ground(text: str, emb: np.ndarray, package, encoder: TextEncoder,
+           settings: dict | None = None) -> tuple[np.ndarray, Understanding, bool]:
+    """``(embedding, understanding, grounded)``: the conditioning for ``text`` whose own
+    embedding is ``emb`` (see :data:`GROUNDING_DEFAULTS`; ``settings`` overrides them)."""
+    g = {**GROUNDING_DEFAULTS, **(settings or {})}
+    pkg = _package(package)
+    u = understand(text, pkg, encoder=encoder)
+    w = float(g["weight"])
+    if (not u.understood or u.content is None or u.content_confidence < float(g["min_confidence"])
+            or w <= 0.0):
+        return emb, u, False
+    anchor = anchor_embedding(u.content, u.style, encoder, int(g["captions"]))
+    mixed = (1.0 - w) * np.asarray(emb, np.float32) + w * anchor
+    mixed *= float(np.linalg.norm(emb)) / max(float(np.linalg.norm(mixed)), 1e-12)
+    return mixed.astype(np.float32), u, True

@@ -543,6 +543,10 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, nargs=4, default=None, metavar=("VAE", "TEACHER",
                     "DISTILL", "CONTROL"), help="override the steps of the four stages")
     ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--captions-per-pair", type=int, default=96,
+                    help="captions per (content, style) pair, a fixed draw (0: every variant)")
+    ap.add_argument("--balance", type=float, default=0.5,
+                    help="clip sampling weight (clips of the content) ** -P (0: uniform)")
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.999)
@@ -617,9 +621,15 @@ def main(argv=None):
     else:
         from train_evaluator import text_cache
 
-        _t, text_emb, text_index = text_cache(ds, ROOT / "build" / "evaluator", ts.TEXT_ENCODER_DIR)
+        # the caption generator's several hundred variants per pair: a fixed draw of
+        # --captions-per-pair of them (sMDM's draw, sharing its embedding cache)
+        captions_of = ts.pair_captions(args.captions_per_pair)
+        cache = ts.DEFAULT_WORK / "text" if args.captions_per_pair else ROOT / "build" / "evaluator"
+        _t, text_emb, text_index = text_cache(ds, cache, ts.TEXT_ENCODER_DIR, captions_of)
     t = time.perf_counter()
-    data = ts.TrainClips.from_dataset(ds, ds.indices("train"), text_index)
+    data = ts.TrainClips.from_dataset(ds, ds.indices("train"), text_index,
+                                      ts.pair_captions(args.captions_per_pair),
+                                      balance_power=args.balance)
     log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
     trainer = Trainer(args, torch, data, text_emb, ds.mean, ds.std)
     if args.time_steps:
@@ -652,6 +662,8 @@ def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence
                 "lr": args.stage_lr, "w_range": list(args.w_range), "skip": args.skip,
                 "huber_c": args.huber_c, "ema_target": args.ema_target, "kl": args.kl,
                 "control_weight": args.control_weight, "max_frames": args.max_frames,
+                "captions_per_pair": getattr(args, "captions_per_pair", None),
+                "balance": getattr(args, "balance", 0.0),
                 "parameters": params, "parity_max_abs": err,
                 "final": {s: (h[-1] if h else None) for s, h in trainer.history.items()},
                 **(data_meta or {})}

@@ -370,7 +370,10 @@ def parity(torch, model, path: Path, seed: int = 0) -> float:
 def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te_manifest,
                   *, name, version, description, training: dict, metrics: dict | None = None,
                   default: bool = True, data_licence: bool = True, torch_model=None,
-                  torch_dtype: str = "float16") -> dict:
+                  torch_dtype: str = "float16", guidance: float = 2.5,
+                  grounding: dict | None = None) -> dict:
+    """``grounding``: the package's prompt grounding (``inference/understand.ground``; None:
+    off), tuned with ``training/tune_grounding.py`` on the dev prompts."""
     out.mkdir(parents=True, exist_ok=True)
     onnx_dst = out / "denoiser.onnx"
     if onnx_path.resolve() != onnx_dst.resolve():
@@ -409,7 +412,8 @@ def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te
                          "model_sha256": te_manifest["files"]["model.onnx"]["sha256"]},
         "model": {"config": cfg.to_dict(), "prediction": "x0", "schedule": "cosine",
                   "timesteps": core.TIMESTEPS, "key_fraction": core.KEY_FRACTION,
-                  "gamma": 0.1, "guidance": 2.5, "steps": 50, "min_frames": 3},
+                  "gamma": 0.1, "guidance": float(guidance), "steps": 50, "min_frames": 3,
+                  **({"grounding": dict(grounding)} if grounding else {})},
         "files": {"denoiser.onnx": {"inputs": spec_in, "outputs": spec_out, "opset": OPSET,
                                     "purpose": "one denoising step: x_t -> x0"},
                   "stats.npz": {"purpose": "normalisation mean/std (257,)"}},
@@ -470,6 +474,11 @@ def parse_args(argv=None):
     ap.add_argument("--balance", type=float, default=0.0,
                     help="sample clips with weight (clips of its content) ** -BALANCE: 0 "
                          "uniform, 0.5 sqrt rebalancing of rare contents, 1 equal per content")
+    ap.add_argument("--guidance", type=float, default=2.5,
+                    help="the package's default guidance scale (tune on the dev prompts)")
+    ap.add_argument("--grounding", type=float, nargs=2, default=None,
+                    metavar=("WEIGHT", "MIN_CONFIDENCE"),
+                    help="prompt grounding written into the package (inference/understand.ground)")
     ap.add_argument("--name", default="smdm-default")
     ap.add_argument("--version", default="1.0.0")
     args = ap.parse_args(argv)
@@ -540,7 +549,10 @@ def main(argv=None):
             f"{'' if cfg.lipschitz else ', no Lipschitz'}), Bandai Namco, non-commercial")
     m = write_package(Path(args.export), onnx_path, cfg, ds.mean, ds.std, te_manifest,
                       name=args.name, version=args.version, description=desc, training=training,
-                      torch_model=model)
+                      torch_model=model, guidance=args.guidance,
+                      grounding=(None if not args.grounding else
+                                 {"weight": args.grounding[0], "min_confidence": args.grounding[1],
+                                  "captions": 16}))
     log(f"package written: {args.export} ({sum(f['size'] for f in m['files'].values()) / 1e6:.1f} MB)")
     return 0
 
