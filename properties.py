@@ -54,10 +54,37 @@ KEY_MODES = [
 ]
 
 
-def _smdm_models(self, context):
+def _text_to_motion_models(self, context):
+    from .inference.generation import KINDS
     from .inference.registry import enum_items
 
-    return enum_items("smdm")
+    return enum_items(tuple(KINDS))
+
+
+def selected_model_kind(owner, prefix=""):
+    """The kind (``smdm``, ``motionlcm``) of the model ``owner``'s ``model`` setting stands
+    for; None when no usable model is installed."""
+    from .inference.generation import KINDS
+    from .inference.registry import get_registry
+
+    try:
+        return get_registry().resolve(tuple(KINDS), getattr(owner, prefix + "model")).kind
+    except Exception:  # no usable model: the Generate button says why
+        return None
+
+
+LCM_STEPS = [
+    ("1", "1", "One consistency step: the fastest"),
+    ("2", "2", "Two steps"),
+    ("4", "4", "Four steps: the best quality (default)"),
+]
+FOLLOW_MODES = [
+    ("NONE", "None", "The motion goes where the prompt takes it"),
+    ("OBJECT", "Curve or Empty", "The pelvis follows a curve's ground projection (Bezier, "
+     "NURBS or poly), evenly over the length, or an empty at its key frames"),
+    ("COLLECTION", "Keyed Empties", "The pelvis reaches each empty of a collection at the "
+     "empty's key frames"),
+]
 
 
 def generate_props():
@@ -72,13 +99,17 @@ def generate_props():
                             default=0, min=0),
         "results": IntProperty(name="Results", description="How many motions to generate (each "
                                "a new action)", default=1, min=1, max=16),
-        "model": EnumProperty(name="Model", items=_smdm_models,
-                              description="The text-to-motion model"),
+        "model": EnumProperty(name="Model", items=_text_to_motion_models,
+                              description="The text-to-motion model (hover an item: its speed "
+                              "and what it is good for)"),
         "guidance": FloatProperty(name="Guidance", description="Classifier-free guidance: higher "
                                   "follows the prompt more closely, lower varies more",
                                   default=2.5, min=0.0, max=20.0, soft_max=8.0),
         "steps": IntProperty(name="Steps", description="Denoising steps (more: slower)",
                              default=50, min=1, max=100000, soft_min=10, soft_max=1000),
+        "lcm_steps": EnumProperty(name="Steps", items=LCM_STEPS, default="4",
+                                  description="MotionLCM consistency steps (more: slower, "
+                                  "better)"),
         "key_mode": EnumProperty(name="Keyframes", items=KEY_MODES, default="MODEL"),
         "key_percent": FloatProperty(name="Keep (%)", description="Percentage of frames kept as "
                                      "keys", default=10.0, min=0.5, max=100.0, subtype="PERCENTAGE"),
@@ -93,8 +124,11 @@ GENERATE_FIELDS = tuple(generate_props())
 
 
 def draw_generate_options(layout, owner, prefix=""):
-    """Everything but the prompt and the target (``prefix``: "gen_" for the scene settings)."""
-    for name in ("seconds", "seed", "results", "model", "guidance", "steps", "key_mode"):
+    """Everything but the prompt, the target and the path (``prefix``: "gen_" for the scene
+    settings); the model's own options only (MotionLCM: its steps; sMDM: guidance, steps)."""
+    lcm = selected_model_kind(owner, prefix) == "motionlcm"
+    for name in ("seconds", "seed", "results", "model",
+                 *(("lcm_steps",) if lcm else ("guidance", "steps")), "key_mode"):
         layout.prop(owner, prefix + name)
     if getattr(owner, prefix + "key_mode") == "PERCENT":
         layout.prop(owner, prefix + "key_percent")
@@ -150,6 +184,16 @@ class SPARSEMOTION_PG_settings(bpy.types.PropertyGroup):
             name="Target", type=bpy.types.Object,
             description="Armature to animate (its bone mapping is used); empty: create the "
                         "canonical rig"),
+        "gen_follow": EnumProperty(name="Follow Path", items=FOLLOW_MODES, default="NONE",
+                                   description="Make the pelvis follow a path (MotionLCM)"),
+        "gen_path": PointerProperty(
+            name="Path", type=bpy.types.Object,
+            description="A curve (Bezier, NURBS or poly; one spline) whose ground projection "
+                        "the pelvis follows, or an empty keyed at frames"),
+        "gen_path_collection": PointerProperty(
+            name="Empties", type=bpy.types.Collection,
+            description="A collection of empties keyed at frames: the pelvis is at each "
+                        "empty at its key frames (one keyed at the first frame: the start)"),
         **{f"var_{k}": v for k, v in variation_props().items()},
         "var_action": PointerProperty(
             name="Reference", type=bpy.types.Action,

@@ -43,6 +43,32 @@ def _open_target(spec: str):
     return arms[0]
 
 
+def _path_for(item, target):
+    """A row's ``path`` (see ``pipeline.batch``): JSON points → a :class:`.paths.PathSource`;
+    ``FILE.blend::Object`` → the object (the target's open file, else appended from FILE)."""
+    from . import paths
+
+    if not item.path:
+        return None, None
+    if item.path[:1] in "[{":
+        return None, paths.points_from_json(item.path)
+    file, _, name = item.path.partition("::")
+    if item.target and Path(item.target.partition("::")[0]).resolve() == Path(file).resolve():
+        obj = bpy.data.objects.get(name)
+    else:
+        if not Path(file).is_file():
+            raise InputError(f"path file not found: {file}")
+        with bpy.data.libraries.load(str(Path(file).resolve())) as (src, dst):
+            if name not in src.objects:
+                raise InputError(f"no object '{name}' in {file}")
+            dst.objects = [name]
+        obj = dst.objects[0]
+        bpy.context.scene.collection.objects.link(obj)
+    if obj is None:
+        raise InputError(f"no object '{name}' in {file}")
+    return obj, None
+
+
 def open_reference(spec: str, scale="auto", ground=True):
     """``FILE.bvh`` (imported onto a new armature: ``scale`` and ``ground`` as in
     :func:`.bvh_io.import_bvh`, the unit detected and the feet on the floor by default),
@@ -151,10 +177,13 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
 
         mapping = rmap.load_preset(item.mapping)
     key_mode, pct = ("MODEL", 20.0) if item.keys == "model" else ("PERCENT", float(item.keys))
+    path, points = _path_for(item, target)
+    steps = {} if item.steps is None else {"steps": item.steps, "lcm_steps": item.steps}
     req = gen.GenerateRequest(prompt=item.prompt, seconds=item.seconds, seed=item.seed,
                               results=item.count, model=item.model, guidance=item.guidance,
-                              steps=item.steps, key_mode=key_mode, key_percent=pct,
-                              target=target, mapping=mapping, device=device, threads=threads)
+                              key_mode=key_mode, key_percent=pct, target=target,
+                              mapping=mapping, device=device, threads=threads, path=path,
+                              path_points=points, **steps)
     model, prompt, frames = gen.prepare(req)
     req.prompt = prompt
     generation = gen.sample(model, req, frames)
@@ -170,8 +199,8 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
     understood = understand.understand(req.prompt, pkg, settings=model.settings)
     return {
         "status": "ok", "prompt": item.prompt, "seed": item.seed, "count": item.count,
-        "seconds": item.seconds, "frames": result.frames, "steps": item.steps,
-        "guidance": item.guidance, "keys_mode": item.keys,
+        "seconds": item.seconds, "frames": result.frames, "steps": generation.steps,
+        "guidance": generation.guidance, "keys_mode": item.keys, "path": result.path or None,
         "model": pkg.name, "model_version": pkg.version,
         "target": item.target or None, "understood_as": understood.to_manifest(),
         "actions": [a.name for a in result.actions],

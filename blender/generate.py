@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Generate Motion: text → sMDM → sparse keys on an armature (the Blender side).
+"""Generate Motion: text → a text-to-motion model (sMDM or MotionLCM) → sparse keys on an
+armature (the Blender side).
 
 :func:`generate` does it all, blocking (headless, scripts, tests). The operator splits it:
 :func:`prepare` (main thread: checks, nothing changed), :func:`sample` (any thread: the
@@ -12,6 +13,15 @@ canonical 21-joint rig is created (one per generation; its results are all actio
 With a target, the motion is retargeted (its stored or detected bone mapping). The previous
 action of the armature keeps a fake user; the generation settings are stored on each action
 (``action["sparse_motion"]``).
+
+The model is any installed text-to-motion package (:data:`MODEL_KINDS`, opened by
+``generation.open_model``): sMDM takes ``steps`` / ``guidance``; MotionLCM takes
+``lcm_steps`` (1, 2 or 4) and its package's guidance. With MotionLCM the pelvis can follow a
+path (``path``: a curve or an empty keyed at frames; ``path_collection``: empties keyed at
+frames; ``path_points``: a :class:`.paths.PathSource`, e.g. from a batch row): :func:`prepare`
+turns it into the model's control trajectory in the generation frame (:mod:`..motion.paths`)
+and :func:`apply` places the result back so the character starts at the path's start facing
+along it.
 """
 from __future__ import annotations
 
@@ -25,16 +35,21 @@ import numpy as np
 
 from ..errors import InputError
 from ..inference import registry as _registry
+from ..inference.generation import KINDS, Generation, TextToMotionModel, open_model
 from ..inference.runtime import RuntimeSettings
-from ..inference.smdm import KIND, Generation, SmdmModel
 from ..motion import canonical as canon
+from ..motion import features as _feat
 from .edits import Rollback, set_scene_range
 from .reduce import ReduceSettings
 
 __all__ = ["GenerateRequest", "GenerateResult", "prepare", "sample", "apply", "generate",
-           "get_model", "action_name", "clip_frames"]
+           "get_model", "action_name", "clip_frames", "MODEL_KINDS", "PATH_KIND"]
 
 KEY_MODES = ("MODEL", "PERCENT")
+#: The package kinds Generate Motion can use, the default's kind first.
+MODEL_KINDS = tuple(KINDS)
+#: The kind that can follow a path.
+PATH_KIND = "motionlcm"
 
 
 @dataclass
@@ -43,10 +58,14 @@ class GenerateRequest:
     seconds: float = 4.0
     seed: int = 0
     results: int = 1
-    model: str = ""             # package name; "" or "DEFAULT": the default sMDM model
-    guidance: float = 2.5
-    steps: int = 50
-    gamma: float = 0.1
+    model: str = ""             # package name; "" or "DEFAULT": the default model
+    guidance: float = 2.5       # sMDM (MotionLCM: its package's guidance)
+    steps: int = 50             # sMDM's denoising steps
+    gamma: float = 0.1          # sMDM
+    lcm_steps: int = 4          # MotionLCM's steps (1, 2 or 4)
+    path: object = None         # MotionLCM: a curve, or an empty keyed at frames, to follow
+    path_collection: object = None  # MotionLCM: a collection of empties keyed at frames
+    path_points: object = None  # MotionLCM: a blender.paths.PathSource (batch rows)
     key_mode: str = "MODEL"     # the model's own keyframes, or PERCENT of the frames
     key_percent: float = 20.0
     handles: str = "FREE"
@@ -57,6 +76,11 @@ class GenerateRequest:
     device: str = "AUTO"
     threads: int = 0
     backend: str = "onnx"
+    path_control: object = None  # set by prepare(): the motion.paths.PathControl followed
+
+    @property
+    def follows_path(self) -> bool:
+        return any(v is not None for v in (self.path, self.path_collection, self.path_points))
 
 
 @dataclass
@@ -72,12 +96,14 @@ class GenerateResult:
     timings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     created_rig: bool = False
+    path: str = ""              # what the pelvis followed ("" none)
 
     def message(self) -> str:
         n = len(self.actions)
         what = f"{n} actions" if n > 1 else f"action '{self.actions[0].name}'"
         total = sum(self.timings.get(k, 0.0) for k in ("text", "sampling", "decoding", "writing"))
-        return (f"Generated {what} on '{self.obj.name}': {self.frames} frames, "
+        along = f" along {self.path}" if self.path else ""
+        return (f"Generated {what} on '{self.obj.name}'{along}: {self.frames} frames, "
                 f"{self.key_frames} keyframes ({self.keys:,} keys) with {self.model}, "
                 f"seed {self.seed}, {total:.2f} s")
 
@@ -95,15 +121,16 @@ CANONICAL_RIG_TAG = "sparse_motion_canonical_rig"
 
 
 def get_model(name: str = "", settings: RuntimeSettings | None = None,
-              backend: str = "onnx") -> SmdmModel:
-    """The :class:`SmdmModel` for a model choice (kept between generations; it loads on first
-    use, in :func:`sample`)."""
+              backend: str = "onnx") -> TextToMotionModel:
+    """The model (``SmdmModel``, ``MotionLcmModel``, …: ``generation.open_model``) for a
+    model choice, kept between generations; it loads on first use, in :func:`sample`.
+    ``backend`` is sMDM's (onnx or torch)."""
     settings = settings or RuntimeSettings()
     reg = _registry.get_registry()
     if name and name not in (_registry.DEFAULT_ITEM, _registry.NONE_ITEM):
-        pkg = reg.get(name, KIND)  # a model asked for by name must exist
+        pkg = reg.get(name, MODEL_KINDS)  # a model asked for by name must exist
     else:
-        pkg = reg.default(KIND)
+        pkg = reg.default(MODEL_KINDS)
     key = (str(pkg.path.resolve()), pkg.version, backend, settings.device, settings.threads)
     with _models_lock:
         model = _models.get(key)
@@ -111,7 +138,8 @@ def get_model(name: str = "", settings: RuntimeSettings | None = None,
             for old in _models.values():  # one model in memory at a time
                 old.release()
             _models.clear()
-            model = SmdmModel(pkg, settings=settings, backend=backend)
+            extra = {"backend": backend} if pkg.kind == "smdm" else {}
+            model = open_model(pkg, settings=settings, **extra)
             _models[key] = model
     return model
 
@@ -150,9 +178,59 @@ def _check_target(target):
         raise InputError(f"'{name}' is not in the current scene")
 
 
-def prepare(req: GenerateRequest) -> tuple[SmdmModel, str, int]:
+def model_kind(model) -> str:
+    return model.package.kind
+
+
+def model_options(model, req: GenerateRequest) -> dict:
+    """The options the model of ``req`` takes: ``steps``, ``guidance``, ``gamma`` (sMDM's from
+    the request; MotionLCM: ``lcm_steps`` and its package's guidance)."""
+    if model_kind(model) == PATH_KIND:
+        return {"steps": int(req.lcm_steps), "guidance": float(model.load().config["guidance"]),
+                "gamma": 0.0}
+    return {"steps": int(req.steps), "guidance": float(req.guidance), "gamma": float(req.gamma)}
+
+
+def path_units(target, mapping=None) -> float:
+    """Armature units per canonical cm where the motion lands on ``target`` (None: the rig
+    Generate Motion creates, or one it made earlier: 0.01, metres)."""
+    if target is None or target.data.get(CANONICAL_RIG_TAG):
+        return 0.01
+    from .retarget import armature_units_per_cm
+
+    return armature_units_per_cm(target, mapping)
+
+
+def path_problem(model) -> str | None:
+    """Why ``model`` cannot follow a path (None: it can)."""
+    if model_kind(model) != PATH_KIND:
+        return (f"Follow path needs a MotionLCM model; {model.package.label} is "
+                f"{model_kind(model)}: choose a MotionLCM model, or no path")
+    return None
+
+
+def _path_control(model, req: GenerateRequest, frames: int):
+    """The :class:`..motion.paths.PathControl` of the request's path (None: no path)."""
+    from . import paths
+
+    if not req.follows_path:
+        return None
+    problem = path_problem(model)
+    if problem:
+        raise InputError(problem)
+    source = req.path_points or paths.path_source(req.path, req.path_collection)
+    model.load()
+    height = float(model.mean[_feat.feature_layout()["root_height"]][0])
+    scene = bpy.context.scene
+    return paths.control_for(source, frames, model.fps, height, frame_start=req.frame_start,
+                             scene_fps=scene.render.fps / scene.render.fps_base,
+                             obj=req.target, units_per_cm=path_units(req.target, req.mapping))
+
+
+def prepare(req: GenerateRequest) -> tuple[TextToMotionModel, str, int]:
     """Main thread: check everything that can be checked before sampling (raises InputError
-    or ModelPackageError; changes nothing). Returns the loaded model, the prompt, frames."""
+    or ModelPackageError; changes nothing). Returns the model, the prompt, frames; sets
+    ``req.path_control`` when the request follows a path."""
     if req.key_mode not in KEY_MODES:
         raise InputError(f"Keyframes must be one of {KEY_MODES}")
     if not (0.0 < req.key_percent <= 100.0):
@@ -169,20 +247,25 @@ def prepare(req: GenerateRequest) -> tuple[SmdmModel, str, int]:
     settings = RuntimeSettings(device=req.device, threads=int(req.threads or 0))
     model = get_model(req.model, settings, req.backend)
     frames = clip_frames(req.seconds, model.fps)
-    prompt = model.check_request(req.prompt, frames, req.steps, req.guidance, req.gamma,
-                                 req.results, req.key_percent / 100.0)
+    opts = model_options(model, req)
+    prompt = model.check_request(req.prompt, frames, opts["steps"], opts["guidance"],
+                                 opts["gamma"], req.results, req.key_percent / 100.0)
+    req.path_control = _path_control(model, req, frames)
     return model, prompt, frames
 
 
-def sample(model: SmdmModel, req: GenerateRequest, frames: int, progress=None,
+def sample(model: TextToMotionModel, req: GenerateRequest, frames: int, progress=None,
            cancel=None) -> Generation:
     """Any thread: load (first time) and run the model (raises
     `errors.Cancelled` on cancel)."""
     if progress is not None and not model.loaded:
         progress(0.0, "loading the model")
     model.load()
-    gen = model.generate(req.prompt, frames, req.seed, steps=req.steps, guidance=req.guidance,
-                         gamma=req.gamma, results=req.results, progress=progress, cancel=cancel)
+    extra = {}
+    if req.path_control is not None:
+        extra = {"control": req.path_control.control, "control_mask": req.path_control.mask}
+    gen = model.generate(req.prompt, frames, req.seed, results=req.results, progress=progress,
+                         cancel=cancel, **model_options(model, req), **extra)
     t0 = time.perf_counter()
     for r in range(len(gen.features)):  # decoded here (timed), kept for apply()
         gen.motion(r)
@@ -236,6 +319,8 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
     with Rollback() as rb:
         for r in range(R):
             q, x = gen.motion(r)
+            if req.path_control is not None:  # start at the path's start, facing along it
+                q, x = req.path_control.placement.to_world(q, x)
             name = action_name(gen.text, gen.seed, r, R)
             q, x = _to_scene_rate(q, x, gen.fps, scene_fps, clip_frames(req.seconds, scene_fps))
             F = len(q)
@@ -267,7 +352,8 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
             action["sparse_motion"] = {
                 "prompt": gen.text, "seed": int(gen.seed), "result": r, "model": gen.model,
                 "steps": int(gen.steps), "guidance": float(gen.guidance),
-                "gamma": float(gen.gamma), "key_mode": req.key_mode, "fps": float(gen.fps)}
+                "gamma": float(gen.gamma), "key_mode": req.key_mode, "fps": float(gen.fps),
+                "path": _path_label(req)}
             rr = res.reduce_result
             if rr is not None:
                 keys_total += rr.keys_after
@@ -293,7 +379,12 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
     timings["keys"] = key_seconds  # of which: fitting and writing the F-curve keys
     return GenerateResult(obj=obj, actions=made, prompt=gen.text, seed=gen.seed, frames=F,
                           keys=keys_total, key_frames=key_frames, model=gen.model,
-                          timings=timings, warnings=warnings, created_rig=created_rig)
+                          timings=timings, warnings=warnings, created_rig=created_rig,
+                          path=_path_label(req))
+
+
+def _path_label(req) -> str:
+    return "" if req.path_control is None else req.path_control.label
 
 
 def generate(req: GenerateRequest, progress=None, cancel=None) -> GenerateResult:

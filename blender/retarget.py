@@ -174,6 +174,24 @@ def canonical_scale(obj, mapping):
     return _canonical_layout(obj, check_offsets=not obj.data.get(CANONICAL_RIG_TAG))
 
 
+def armature_units_per_cm(obj, mapping=None) -> float:
+    """How far the retargeting moves ``obj``'s hips (armature units) per cm the canonical
+    hips move: the canonical skeleton's own scale (:func:`canonical_scale`), else the ratio
+    of its legs to the canonical T-pose's (the solver's ``k``), measured in its reference
+    pose."""
+    mapping = resolve_mapping(obj, mapping)
+    s = canonical_scale(obj, mapping)
+    if s:
+        return float(s)
+    rig = target_rig(obj, reference_pose(obj, mapping, _reference_frame(obj, None)))
+    pos, present = np.zeros((len(cv.JOINTS), 3)), np.zeros(len(cv.JOINTS), bool)
+    for j, b in mapping.mapped.items():
+        if j in cv.INDEX and b in rig.index:
+            pos[cv.INDEX[j]], present[cv.INDEX[j]] = rig.ref_heads[rig.index[b]], True
+    return rsolve._leg_length(pos, present) / rsolve._leg_length(cv.tpose()[2],
+                                                                np.ones(len(cv.JOINTS), bool))
+
+
 def canonical_tpose(obj, s) -> Reference:
     """The canonical skeleton's standing pose, known exactly: its T-pose
     (:data:`..retarget.conventions.TPOSE_LOCAL_QUATS`) as the pose matrices of ``obj`` (``s``

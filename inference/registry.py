@@ -313,9 +313,11 @@ class Registry:
         """Records that are not used: broken, incompatible or unused (with messages)."""
         return [r for r in self.records if not r.usable]
 
-    def packages(self, kind: str | None = None) -> list[ModelPackage]:
-        """Usable packages (one per name), of ``kind`` if given, sorted by kind and name."""
-        pkgs = [r.package for r in self.records if r.usable and (kind is None or r.kind == kind)]
+    def packages(self, kind: str | Sequence[str] | None = None) -> list[ModelPackage]:
+        """Usable packages (one per name), of ``kind`` (or of any of several kinds) if given,
+        sorted by kind and name."""
+        kinds = _kinds(kind)
+        pkgs = [r.package for r in self.records if r.usable and (kinds is None or r.kind in kinds)]
         return sorted(pkgs, key=lambda p: (p.kind, p.name))
 
     def kinds(self) -> list[str]:
@@ -329,28 +331,40 @@ class Registry:
                 return r
         return named[0] if named else None
 
-    def get(self, name: str, kind: str | None = None) -> ModelPackage:
-        """The usable package ``name`` (of ``kind`` if given); ModelPackageError otherwise,
-        with the reason when the package is there but broken or incompatible."""
+    def get(self, name: str, kind: str | Sequence[str] | None = None) -> ModelPackage:
+        """The usable package ``name`` (of ``kind``, or one of several kinds, if given);
+        ModelPackageError otherwise, with the reason when the package is there but broken or
+        incompatible."""
         r = self.record(name)
-        if r is not None and r.usable and (kind is None or r.kind == kind):
+        kinds = _kinds(kind)
+        if r is not None and r.usable and (kinds is None or r.kind in kinds):
             return r.package
         if r is not None and r.usable:
-            raise ModelPackageError(f"Model '{name}' is a {r.kind} model, not a {kind} model — "
-                                    "choose another model")
+            raise ModelPackageError(f"Model '{name}' is a {r.kind} model, not a "
+                                    f"{_kind_text(kind)} model — choose another model")
         if r is not None and r.status in (BROKEN, INCOMPATIBLE):
             cls = IncompatiblePackageError if r.status == INCOMPATIBLE else PackageError
             raise cls(r.message, problem=r.status, package=name, path=r.path)
         have = ", ".join(p.name for p in self.packages(kind)) or "none"
-        what = f"{kind} models" if kind else "models"
+        what = f"{_kind_text(kind)} models" if kind else "models"
         raise ModelPackageError(f"No model named '{name}' is installed (installed {what}: "
                                 f"{have}) — reinstall the extension or choose another model")
 
-    def default(self, kind: str, preferred: str | None = None) -> ModelPackage:
+    def default(self, kind: str | Sequence[str], preferred: str | None = None) -> ModelPackage:
         """The package to use for ``kind``: ``preferred`` when it is a usable package of that
         kind, else flagged ``default`` first, shipped before user, then by name.
-        ModelPackageError when none is usable (naming the broken ones)."""
-        pkgs = self.packages(kind)
+        ModelPackageError when none is usable (naming the broken ones). Several kinds (a
+        tuple, in order of preference): ``preferred`` if it is of one of them, else the
+        default of the first kind that has a usable package."""
+        kinds = _kinds(kind)
+        if len(kinds) > 1:
+            for k in kinds:
+                if preferred and any(p.name == preferred for p in self.packages(k)):
+                    return self.default(k, preferred)
+            for k in kinds:
+                if self.packages(k):
+                    return self.default(k)
+        pkgs = self.packages(kinds)
         if preferred:
             for p in pkgs:
                 if p.name == preferred:
@@ -358,39 +372,42 @@ class Registry:
         if pkgs:
             source = {id(r.package): r.source for r in self.records if r.usable}
             return min(pkgs, key=lambda p: (not p.is_default, source[id(p)] != SHIPPED, p.name))
-        bad = [r for r in self.problems if r.kind == kind and r.status != UNUSED]
+        bad = [r for r in self.problems if r.kind in kinds and r.status != UNUSED]
         detail = (": " + "; ".join(r.message for r in bad)) if bad else ""
-        raise ModelPackageError(f"No usable {kind} model is installed{detail}"
+        raise ModelPackageError(f"No usable {_kind_text(kind)} model is installed{detail}"
                                 + ("" if bad else " — reinstall the extension"))
 
-    def resolve(self, kind: str, choice: str | None = None) -> ModelPackage:
+    def resolve(self, kind: str | Sequence[str], choice: str | None = None) -> ModelPackage:
         """The package an enum value (see :meth:`enum_items`) stands for: ``DEFAULT``, ``NONE``
         or an empty/unknown value (a model since removed) give :meth:`default`."""
         if choice and choice not in (DEFAULT_ITEM, NONE_ITEM):
             r = self.record(choice)
-            if r is not None and r.usable and r.kind == kind:
+            if r is not None and r.usable and r.kind in _kinds(kind):
                 return r.package
             if r is not None and r.status in (BROKEN, INCOMPATIBLE):
                 return self.get(choice, kind)  # raises with the reason
         return self.default(kind)
 
-    def enum_items(self, kind: str) -> list[tuple[str, str, str, int]]:
-        """Items for a Blender ``EnumProperty`` of the usable models of ``kind``: first
+    def enum_items(self, kind: str | Sequence[str]) -> list[tuple[str, str, str, int]]:
+        """Items for a Blender ``EnumProperty`` of the usable models of ``kind`` (or of several
+        kinds: a tuple, in order of preference for the default; e.g. every text-to-motion
+        kind, ``generation.KINDS``): first
         ``DEFAULT`` (number 0, what an unset property reads as: the kind's default model),
         then (name, label, description, number) per model by name, the number stable per
         name so a saved choice survives models being added or removed. Only a ``NONE`` item
         when there are none. Turn the value into a package with :meth:`resolve`. Keep the
         returned list referenced while Blender uses it (module-level :func:`enum_items` does)."""
         pkgs = self.packages(kind)
+        what = _kind_text(kind)
         if not pkgs:
-            bad = [r for r in self.problems if r.kind == kind and r.status != UNUSED]
+            bad = [r for r in self.problems if r.kind in _kinds(kind) and r.status != UNUSED]
             why = f" ({len(bad)} broken or incompatible, see the system console)" if bad else ""
-            return [(NONE_ITEM, f"No {kind} model", f"No usable {kind} model is installed{why}", 0)]
+            return [(NONE_ITEM, f"No {what} model", f"No usable {what} model is installed{why}", 0)]
         first = self.default(kind)
         source = {id(r.package): r.source for r in self.records if r.usable}
         used: set[int] = {0}
         items = [(DEFAULT_ITEM, f"Default ({first.name} {first.version})",
-                  f"The default {kind} model, now {first.name} {first.version}", 0)]
+                  f"The default {what} model, now {first.name} {first.version}", 0)]
         for p in pkgs:
             notes = [f"{p.kind} model, version {p.version}"]
             if p is first:
@@ -406,6 +423,15 @@ class Registry:
     def report(self) -> str:
         """One line per folder found, for logs and bug reports."""
         return "\n".join(str(r) for r in self.records) or "no model packages found"
+
+
+def _kinds(kind) -> tuple | None:
+    """``kind`` as a tuple of kinds (None: any)."""
+    return None if kind is None else (kind,) if isinstance(kind, str) else tuple(kind)
+
+
+def _kind_text(kind) -> str:
+    return kind if isinstance(kind, str) else " or ".join(kind)
 
 
 # --- a process-wide registry (Blender UI) ---------------------------------------------------
@@ -426,7 +452,8 @@ def get_registry(refresh: bool = False) -> Registry:
         return _registry
 
 
-def enum_items(kind: str, registry: Registry | None = None) -> list[tuple[str, str, str, int]]:
+def enum_items(kind: str | Sequence[str], registry: Registry | None = None
+               ) -> list[tuple[str, str, str, int]]:
     """``Registry.enum_items`` for a dynamic ``EnumProperty``; the returned list is kept
     referenced here, because Blender needs the strings to outlive the callback::
 
@@ -435,5 +462,5 @@ def enum_items(kind: str, registry: Registry | None = None) -> list[tuple[str, s
         package = get_registry().resolve("smdm", props.model)
     """
     items = (registry or get_registry()).enum_items(kind)
-    _enum_keepalive[kind] = items
+    _enum_keepalive[kind if isinstance(kind, str) else tuple(kind)] = items
     return items

@@ -41,13 +41,23 @@ def generate_problem(context, prompt=None):
     return None
 
 
-def _target_from(context, name):
+def _target_from(context, name, what="target armature"):
     if not name:
         return None
     obj = bpy.data.objects.get(name)
     if obj is None:
-        raise SparseMotionError(f"No object named '{name}': choose another target armature")
+        raise SparseMotionError(f"No object named '{name}': choose another {what}")
     return obj
+
+
+def _collection_from(name):
+    if not name:
+        return None
+    coll = bpy.data.collections.get(name)
+    if coll is None:
+        raise SparseMotionError(f"No collection named '{name}': choose the collection of "
+                                "empties to follow")
+    return coll
 
 
 def _request(op, context):
@@ -57,10 +67,12 @@ def _request(op, context):
     prefs = preferences.get(context)
     return GenerateRequest(
         prompt=op.prompt, seconds=op.seconds, seed=op.seed, results=op.results,
-        model=op.model, guidance=op.guidance, steps=op.steps, key_mode=op.key_mode,
-        key_percent=op.key_percent, handles=op.handles, frame_start=op.frame_start,
-        target=_target_from(context, op.target), device=getattr(prefs, "device", "AUTO"),
-        threads=int(getattr(prefs, "threads", 0) or 0))
+        model=op.model, guidance=op.guidance, steps=op.steps, lcm_steps=int(op.lcm_steps),
+        key_mode=op.key_mode, key_percent=op.key_percent, handles=op.handles,
+        frame_start=op.frame_start, target=_target_from(context, op.target),
+        path=_target_from(context, op.path, "curve or empty to follow"),
+        path_collection=_collection_from(op.path_collection),
+        device=getattr(prefs, "device", "AUTO"), threads=int(getattr(prefs, "threads", 0) or 0))
 
 
 class SPARSEMOTION_OT_generate_motion(JobOperator, bpy.types.Operator):
@@ -75,6 +87,12 @@ class SPARSEMOTION_OT_generate_motion(JobOperator, bpy.types.Operator):
         **generate_props(),
         "target": StringProperty(name="Target", description="Name of the armature to animate "
                                  "(empty: create the canonical rig)", default=""),
+        "path": StringProperty(name="Path", description="MotionLCM: name of a curve whose "
+                               "ground projection the pelvis follows, or of an empty keyed at "
+                               "frames (empty: no path)", default=""),
+        "path_collection": StringProperty(name="Empties", description="MotionLCM: name of a "
+                                          "collection of empties keyed at frames for the "
+                                          "pelvis to reach", default=""),
     }
 
     @classmethod

@@ -3,7 +3,7 @@
 import bpy
 
 from ..properties import (GENERATE_FIELDS, VARIATION_FIELDS, draw_generate_options,
-                          draw_variation_options)
+                          draw_variation_options, selected_model_kind)
 from ..operators.reduce_keyframes import SPARSEMOTION_OT_reduce_keyframes, active_action_problem
 from .tab import MAIN_PANEL, MotionTab
 
@@ -34,6 +34,7 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
         col.use_property_decorate = False
         col.prop(settings, "gen_target")
         draw_generate_options(col, settings, "gen_")
+        path_problem = draw_follow_path(col, settings)
         if gen_op.running():
             draw_progress(layout, gen_op.current_job,
                           gen_op.SPARSEMOTION_OT_cancel_generation.bl_idname)
@@ -42,9 +43,58 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
         if problem is None and settings.gen_target is not None \
                 and settings.gen_target.type != "ARMATURE":
             problem = f"'{settings.gen_target.name}' is not an armature: pick an armature or none"
+        if problem is None and settings.gen_follow != "NONE":
+            problem = path_problem
         op = draw_button(layout, gen_op.SPARSEMOTION_OT_generate_motion.bl_idname,
                          "ARMATURE_DATA", problem, settings, GENERATE_FIELDS, "gen_", 1.4)
         op.target = settings.gen_target.name if settings.gen_target else ""
+        path, coll = follow_path_names(settings)
+        op.path, op.path_collection = path, coll
+
+
+#: Why Follow path is greyed out for a model that cannot follow one.
+PATH_NEEDS_LCM = "Follow path needs a MotionLCM model: choose one in Model"
+
+
+def follow_path_names(settings) -> tuple[str, str]:
+    """The operator's ``path`` and ``path_collection`` for the scene's Follow Path setting."""
+    if settings.gen_follow == "OBJECT" and settings.gen_path is not None:
+        return settings.gen_path.name, ""
+    if settings.gen_follow == "COLLECTION" and settings.gen_path_collection is not None:
+        return "", settings.gen_path_collection.name
+    return "", ""
+
+
+def draw_follow_path(layout, settings):
+    """Follow Path: the mode and the curve / empty / collection; greyed out, with the reason,
+    unless the model is MotionLCM. Returns what stops Generate with this setting (None:
+    nothing)."""
+    col = layout.column()
+    problem = None
+    mode = settings.gen_follow
+    if selected_model_kind(settings, "gen_") != "motionlcm":
+        col.enabled = False  # greyed out; the reason in its label (and below, once set)
+        col.prop(settings, "gen_follow", text="Follow Path (MotionLCM)")
+        if mode == "NONE":
+            return None
+        problem = PATH_NEEDS_LCM
+    else:
+        col.prop(settings, "gen_follow")
+    if mode == "OBJECT":
+        col.prop(settings, "gen_path")
+        obj = settings.gen_path
+        if obj is None:
+            problem = problem or "Pick a curve or an empty keyed at frames to follow"
+        elif obj.type not in ("CURVE", "EMPTY"):
+            problem = problem or (f"'{obj.name}' is not a curve: pick a curve (Bezier, NURBS "
+                                  "or poly) or an empty keyed at frames")
+    elif mode == "COLLECTION":
+        col.prop(settings, "gen_path_collection")
+        if settings.gen_path_collection is None:
+            problem = problem or "Pick a collection of empties keyed at frames"
+    if problem:
+        layout.label(text=problem, icon="INFO")
+    return problem
 
 
 def draw_understood_as(layout, context, settings):
@@ -57,8 +107,10 @@ def draw_understood_as(layout, context, settings):
     from ..inference import understand as ua
     from ..inference.runtime import RuntimeSettings
 
+    from ..inference.generation import KINDS
+
     try:
-        pkg = registry.get_registry().resolve("smdm", settings.gen_model)
+        pkg = registry.get_registry().resolve(tuple(KINDS), settings.gen_model)
     except Exception:  # no usable model: the Generate button says why
         return
     col = layout.column(align=True)

@@ -4,9 +4,13 @@
 A prompts file is plain text (one prompt a line; blank lines and ``#`` comments skipped), CSV
 (a header row with at least ``prompt``) or JSON (a list of objects, or ``{"items": [...]}``).
 Per item: ``prompt`` (required), ``seconds`` (or ``length``), ``seed``, ``model``, ``count``,
-``steps``, ``guidance``, ``keys`` (``model`` or a percentage), ``target`` (a ``.blend`` file
+``steps`` (the model's steps: sMDM's denoising steps, default 50; MotionLCM's 1, 2 or 4,
+default 4), ``guidance``, ``keys`` (``model`` or a percentage), ``target`` (a ``.blend`` file
 with the armature to animate, ``FILE.blend::Object``) and ``mapping`` (a bone-mapping preset
-JSON for it), ``id`` (default: the item's line number and prompt). Missing values come from
+JSON for it), ``path`` (MotionLCM: a path for the pelvis — a curve or empty in a .blend,
+``FILE.blend::Object``, or JSON points in world metres: ``[[x, y, z], ...]`` followed evenly,
+or ``{"points": [...], "frames": [...]}`` reached at those scene frames), ``id`` (default:
+the item's line number and prompt). Missing values come from
 the command line; an item without ``seed`` gets ``base seed + item number``, so the results
 never depend on how the items are split.
 
@@ -36,7 +40,7 @@ __all__ = ["BatchItem", "Defaults", "PromptsError", "read_prompts", "parse_promp
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _KNOWN = {"id", "prompt", "seconds", "length", "seed", "model", "count", "steps", "guidance",
-          "keys", "target", "mapping", "reference", "method", "novelty"}
+          "keys", "target", "mapping", "path", "reference", "method", "novelty"}
 VARIATION_METHODS = ("motiondreamer", "genmm")
 
 
@@ -50,7 +54,7 @@ class Defaults:
     seed: int = 0
     model: str = ""
     count: int = 1
-    steps: int = 50
+    steps: int | None = None  # None: the model's default (sMDM 50, MotionLCM 4)
     guidance: float = 2.5
     keys: str = "model"
 
@@ -65,11 +69,12 @@ class BatchItem:
     seed: int
     model: str = ""
     count: int = 1
-    steps: int = 50
+    steps: int | None = None  # None: the model's default
     guidance: float = 2.5
     keys: str = "model"
     target: str = ""
     mapping: str = ""
+    path: str = ""       # MotionLCM: FILE.blend::Object, or JSON points (see the module doc)
     reference: str = ""  # FILE.bvh or FILE.blend[::Object[::Action]]: variations of it
     method: str = "motiondreamer"  # with a reference: motiondreamer or genmm
     novelty: float = 0.5  # with a reference: 0 close … 1 novel
@@ -126,7 +131,8 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
         guidance=_number(guidance, float, where, "guidance") if guidance is not None
         else d.guidance,
         keys=str(get("keys") or d.keys), target=str(get("target") or ""),
-        mapping=str(get("mapping") or ""), reference=reference,
+        mapping=str(get("mapping") or ""), path=_path(raw.get("path"), where),
+        reference=reference,
         method=str(get("method") or "motiondreamer").strip().lower(),
         novelty=_number(get("novelty"), float, where, "novelty") if get("novelty") is not None
         else 0.5)
@@ -146,6 +152,27 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", item.id):
         raise PromptsError(f"{where}: id {item.id!r} may only use letters, digits, . _ -")
     return item
+
+
+def _path(value, where) -> str:
+    """A row's ``path`` as text: JSON points (checked to parse; a JSON file may give the
+    list or object itself) or ``FILE.blend::Object``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ""
+    if not isinstance(value, str):
+        return json.dumps(value)
+    text = value.strip()
+    if text[:1] in "[{":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PromptsError(f"{where}: path is not valid JSON ({exc.msg})") from None
+        return text
+    file, sep, obj = text.partition("::")
+    if not sep or not obj or not file.lower().endswith(".blend"):
+        raise PromptsError(f"{where}: path must be FILE.blend::Object (a curve or an empty) or "
+                           f"JSON points [[x, y, z], ...], got {text!r}")
+    return text
 
 
 def parse_prompts(text: str, name: str = "prompts", fmt: str | None = None,

@@ -60,6 +60,29 @@ def addon_registered():
             unregister()
 
 
+@contextlib.contextmanager
+def addon_with_models(models, packages):
+    """The extension registered with the model packages ``packages`` (folders) copied into
+    ``models`` (a temporary folder), which the registry reads as a user folder for the block
+    (a test module's fixture); the models are released and the registry rescanned after."""
+    import shutil
+
+    import pytest
+
+    from sparse_motion.blender import generate as gen
+    from sparse_motion.inference import registry
+
+    for pkg in packages:
+        shutil.copytree(pkg, models / pkg.name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(registry.ENV_VAR, str(models))
+        registry.get_registry(refresh=True)
+        with addon_registered():
+            yield models
+        gen.release_models()
+    registry.get_registry(refresh=True)
+
+
 def new_armature_in_edit_mode(name):
     """A new armature object linked to the scene, active and selected, in Edit Mode:
     ``(obj, data)`` ready for ``data.edit_bones.new``; switch back to Object Mode after."""

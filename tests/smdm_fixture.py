@@ -72,6 +72,20 @@ def tiny_package() -> Path:
     return cached_package(NAME, "training/tiny_smdm.py", SOURCES)
 
 
+#: The tiny MotionLCM package (``training/tiny_motionlcm.py``: the four stages on synthetic
+#: walks and arm raises), cached like the sMDM one; its work folder is kept (torch weights).
+LCM_NAME = "motionlcm-tiny-test"
+LCM_SOURCES = ["training/tiny_motionlcm.py", "training/train_motionlcm.py",
+               "training/tiny_smdm.py", "training/train_smdm.py", "inference/motionlcm_net.py",
+               "inference/smdm_core.py", "motion/features.py", "motion/canonical.py",
+               "inference/package.py", "models/text-minilm-l6/manifest.json"]
+
+
+def tiny_lcm_package() -> Path:
+    """The folder ``build/test-models/<key>/motionlcm-tiny-test`` (built on first use)."""
+    return cached_package(LCM_NAME, "training/tiny_motionlcm.py", LCM_SOURCES, keep_work=True)
+
+
 def copy_package(dst: Path) -> Path:
     """A private copy (to break) of the tiny package in ``dst``."""
     out = dst / NAME

@@ -22,15 +22,9 @@ MODEL = smdm_fixture.NAME
 
 @pytest.fixture(scope="module", autouse=True)
 def addon(tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    shutil.copytree(smdm_fixture.tiny_package(), models / MODEL)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(registry.ENV_VAR, str(models))
-        registry.get_registry(refresh=True)
-        with fx.addon_registered():
-            yield models
-        gen.release_models()
-    registry.get_registry(refresh=True)
+    with fx.addon_with_models(tmp_path_factory.mktemp("models"),
+                              [smdm_fixture.tiny_package()]) as models:
+        yield models
 
 
 def datablocks():

@@ -22,16 +22,8 @@ from sparse_motion.motion import features as feat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))  # tiny_smdm, train_motionlcm
-NAME = "motionlcm-tiny-test"
-SOURCES = ["training/tiny_motionlcm.py", "training/train_motionlcm.py", "training/tiny_smdm.py",
-           "training/train_smdm.py", "inference/motionlcm_net.py", "inference/smdm_core.py",
-           "motion/features.py", "motion/canonical.py", "inference/package.py",
-           "models/text-minilm-l6/manifest.json"]
-
-
-def tiny_package() -> Path:
-    return smdm_fixture.cached_package(NAME, "training/tiny_motionlcm.py", SOURCES,
-                                       keep_work=True)
+NAME = smdm_fixture.LCM_NAME
+tiny_package = smdm_fixture.tiny_lcm_package
 
 
 @pytest.fixture(scope="module")

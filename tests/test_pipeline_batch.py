@@ -50,6 +50,24 @@ def test_reference_items_make_variations():
             pb.parse_prompts(bad, "p.csv")
 
 
+def test_path_items_and_model_steps():
+    csv = ('id,prompt,model,path\n'
+           'a,walk,motionlcm-x,layout.blend::Path\n'
+           'b,walk,motionlcm-x,"[[0, 0, 0], [2, 0, 0]]"\n'
+           'c,walk,,\n')
+    a, b, c = pb.parse_prompts(csv, "p.csv")
+    assert (a.path, b.path, c.path) == ("layout.blend::Path", "[[0, 0, 0], [2, 0, 0]]", "")
+    assert a.steps is None  # the model's own default (sMDM 50, MotionLCM 4)
+    (j,) = pb.parse_prompts('[{"prompt": "walk", "steps": 2, "path": {"points": [[0, 0, 0], '
+                            '[1, 0, 0]], "frames": [1, 20]}}]', "p.json")
+    assert j.steps == 2 and json.loads(j.path) == {"points": [[0, 0, 0], [1, 0, 0]],
+                                                   "frames": [1, 20]}
+    for bad, words in (('prompt,path\nwalk,Curve\n', "path must be FILE.blend::Object"),
+                       ('prompt,path\nwalk,"[[0, 0"\n', "path is not valid JSON")):
+        with pytest.raises(pb.PromptsError, match=words):
+            pb.parse_prompts(bad, "p.csv")
+
+
 @pytest.mark.parametrize("text, name, words", [
     ("prompt,seconds\nwalk,abc\n", "p.csv", "p.csv, line 2: seconds must be a number"),
     ("prompt,speed\nwalk,3\n", "p.csv", "p.csv, line 2: unknown column(s) speed"),

@@ -5,7 +5,8 @@
   blender --background --python tools/batch_generate.py -- PROMPTS --out DIR [options]
 
 PROMPTS: .txt (one prompt a line), .csv (header with 'prompt' and any of seconds, seed, model,
-count, steps, guidance, keys, target, mapping, id; or 'reference' (a .bvh or FILE.blend[::Object
+count, steps, guidance, keys, target, mapping, path (MotionLCM: FILE.blend::Curve or JSON
+points), id; or 'reference' (a .bvh or FILE.blend[::Object
 [::Action]]) with method and novelty for variations of that action) or .json (a list of such
 objects); see pipeline/batch.py. Per item: DIR/<id>/<id>.blend, <id>[-k].bvh / .fbx, and an entry in
 DIR/manifest.json (files, seed, model version, timings, metrics, or the error).
@@ -66,7 +67,7 @@ def parse_args(argv):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="")
     ap.add_argument("--count", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=None)  # None: the model's default
     ap.add_argument("--guidance", type=float, default=2.5)
     ap.add_argument("--keys", default="model")
     ap.add_argument("--fps", type=int, default=30)

@@ -1,0 +1,360 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The model menu and Follow path on real Blender, with the tiny MotionLCM package trained in
+the test (``smdm_fixture.tiny_lcm_package``) beside the tiny sMDM one: both kinds in the
+menu, MotionLCM's own options, sparse keys, the pelvis on a curve's ground projection and at
+keyed empties (measured by Blender evaluating the written action), bad paths reported with
+nothing changed."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import bl_fixtures as fx  # noqa: E402
+import smdm_fixture  # noqa: E402
+from sparse_motion.blender import actions  # noqa: E402
+from sparse_motion.blender import generate as gen  # noqa: E402
+from sparse_motion.inference import registry  # noqa: E402
+from sparse_motion.inference.generation import KINDS  # noqa: E402
+from sparse_motion.panels import motion_panel  # noqa: E402
+
+LCM, SMDM = smdm_fixture.LCM_NAME, smdm_fixture.NAME
+PROMPT = "a person walks forward"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def addon(tmp_path_factory):
+    with fx.addon_with_models(tmp_path_factory.mktemp("models"),
+                              [smdm_fixture.tiny_package(), smdm_fixture.tiny_lcm_package()]) as m:
+        yield m
+
+
+def counts():
+    return (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.armatures),
+            len(bpy.data.curves), bpy.context.scene.frame_current,
+            bpy.context.scene.frame_start, bpy.context.scene.frame_end)
+
+
+def request(**kw):
+    base = dict(prompt=PROMPT, seconds=3.0, seed=1, model=LCM, lcm_steps=2)
+    base.update(kw)
+    return gen.GenerateRequest(**base)
+
+
+def make_curve(name, points, kind="BEZIER", location=(0, 0, 0)):
+    """A one-spline curve object through ``points`` (metres, object space)."""
+    cu = bpy.data.curves.new(name, "CURVE")
+    cu.dimensions = "3D"
+    sp = cu.splines.new(kind)
+    if kind == "BEZIER":
+        sp.bezier_points.add(len(points) - 1)
+        for b, p in zip(sp.bezier_points, points):
+            b.co = p
+            b.handle_left_type = b.handle_right_type = "AUTO"
+    else:
+        sp.points.add(len(points) - 1)
+        for b, p in zip(sp.points, points):
+            b.co = (*p, 1.0)
+        if kind == "NURBS":
+            sp.use_endpoint_u = True
+    obj = bpy.data.objects.new(name, cu)
+    obj.location = location
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+def hips_world(obj, frames):
+    """Blender's evaluation of the written action: the Hips head in the world (m)."""
+    scene = bpy.context.scene
+    out = []
+    for f in frames:
+        scene.frame_set(int(f))
+        out.append(tuple(obj.matrix_world @ obj.pose.bones["Hips"].head))
+    return np.array(out)
+
+
+def polyline_distance(p, line):
+    """Distance of each point ``p (F, 2)`` to the polyline ``line (N, 2)``."""
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    t = np.clip(np.einsum("fnk,nk->fn", p[:, None] - a[None], ab)
+                / np.maximum((ab * ab).sum(1), 1e-12), 0.0, 1.0)
+    closest = a[None] + t[..., None] * ab[None]
+    return np.linalg.norm(p[:, None] - closest, axis=2).min(axis=1)
+
+
+# --------------------------------------------------------------------------- the model menu
+
+
+def test_model_menu_lists_both_kinds_with_their_descriptions():
+    fx.reset()
+    items = registry.enum_items(tuple(KINDS))
+    ids = [i[0] for i in items]
+    assert ids[0] == "DEFAULT" and {SMDM, LCM} <= set(ids)
+    desc = {i[0]: i[2] for i in items}
+    assert "motionlcm model" in desc[LCM] and "Tiny MotionLCM" in desc[LCM]
+    assert "smdm model" in desc[SMDM]
+    settings = bpy.context.scene.sparse_motion
+    settings.gen_model = LCM
+    settings.gen_prompt = PROMPT
+    drawn = fx.draw_panel(motion_panel.SPARSEMOTION_PT_generate)
+    props = [v for k, v in drawn if k == "prop"]
+    assert "gen_lcm_steps" in props and "gen_guidance" not in props and "gen_steps" not in props
+    assert "gen_follow" in props
+    assert ("label", motion_panel.PATH_NEEDS_LCM) not in drawn
+    assert settings.gen_lcm_steps == "4"  # the default
+    settings.gen_model = SMDM
+    drawn = fx.draw_panel(motion_panel.SPARSEMOTION_PT_generate)
+    props = [v for k, v in drawn if k == "prop"]
+    assert "gen_guidance" in props and "gen_steps" in props and "gen_lcm_steps" not in props
+    assert "gen_follow" in props  # greyed out, "Follow Path (MotionLCM)"
+    assert ("label", motion_panel.PATH_NEEDS_LCM) not in drawn
+    # a path asked of sMDM stops Generate with the same reason
+    settings.gen_follow = "OBJECT"
+    settings.gen_path = make_curve("Path", [(0, 0, 0), (2, 0, 0)])
+    drawn = fx.draw_panel(motion_panel.SPARSEMOTION_PT_generate)
+    assert drawn.count(("label", motion_panel.PATH_NEEDS_LCM)) == 2
+    settings.gen_follow = "NONE"
+    motion_panel._cancel_redraws()
+
+
+def test_understood_as_works_for_the_selected_motionlcm_model():
+    from sparse_motion.inference import understand
+
+    fx.reset()
+    settings = bpy.context.scene.sparse_motion
+    settings.gen_model, settings.gen_prompt = LCM, "a person runs fast"
+    pkg = registry.get_registry().resolve(tuple(KINDS), settings.gen_model)
+    assert pkg.name == LCM
+    understand.warm(pkg)
+    lines = [v for k, v in fx.draw_panel(motion_panel.SPARSEMOTION_PT_generate)
+             if k == "label"]
+    assert any(line.startswith(("Understood as", "Not understood")) for line in lines), lines
+    assert any(line.startswith("Knows ") for line in lines)
+    motion_panel._cancel_redraws()
+
+
+def test_motionlcm_generation_writes_sparse_keys():
+    fx.reset()
+    bpy.context.scene.render.fps = 20
+    times = []
+    for steps in (1, 2, 4):
+        t0 = time.perf_counter()
+        res = gen.generate(request(lcm_steps=steps, seed=steps))
+        times.append(time.perf_counter() - t0)
+        action = res.actions[0]
+        keys = {tuple(np.round(fcurve_frames(fc)).astype(int))
+                for fc in actions.channels_for(res.obj).fcurves}
+        assert len(keys) == 1  # every channel keyed on the same frames
+        kf = next(iter(keys))
+        assert kf[0] == 1 and kf[-1] == 60 and len(kf) <= 0.25 * 60
+        meta = action["sparse_motion"]
+        assert meta["steps"] == steps and meta["model"].startswith(LCM) and meta["path"] == ""
+    print(f"\nMotionLCM tiny, 3 s (60 frames), end to end (generate + write keys): "
+          f"1/2/4 steps {times[0]:.3f} / {times[1]:.3f} / {times[2]:.3f} s")
+    # through the operator (one undo step), the MotionLCM steps as an enum
+    n = len(bpy.data.actions)
+    assert bpy.ops.sparse_motion.generate_motion(prompt=PROMPT, seconds=2, model=LCM,
+                                                 lcm_steps="1") == {"FINISHED"}
+    assert len(bpy.data.actions) == n + 1
+
+
+def fcurve_frames(fc):
+    co = np.zeros(2 * len(fc.keyframe_points))
+    fc.keyframe_points.foreach_get("co", co)
+    return co[0::2]
+
+
+# --------------------------------------------------------------------------- follow path
+
+
+@pytest.mark.parametrize("kind", ["BEZIER", "NURBS", "POLY"])
+def test_pelvis_follows_the_curves_ground_projection(kind):
+    fx.reset()
+    bpy.context.scene.render.fps = 20
+    # a gentle arc of about 2.3 m that starts at (2, 1) heading +X, drawn 1.5 m up in the air
+    # (its ground projection is followed), over 3 s: ~0.8 m/s, the tiny model's walking pace
+    pts = [(0, 0, 1.5), (0.9, 0.1, 1.5), (1.7, 0.45, 1.5), (2.1, 0.9, 1.5)]
+    curve = make_curve("Path", pts, kind, location=(2, 1, 0))
+    res = gen.generate(request(seconds=3.0, path=curve, seed=0))
+    assert res.path == "Curve 'Path'" and "along Curve 'Path'" in res.message()
+    F = res.frames
+    hips = hips_world(res.obj, np.arange(1, F + 1))[:, :2]
+    ground = _curve_ground(curve)
+    d_curve = polyline_distance(hips, ground) * 100
+    # the even pace: where the pelvis should be at each frame, by arc length
+    cum = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(ground, axis=0), axis=1))])
+    s = np.linspace(0, cum[-1], F)
+    target = np.stack([np.interp(s, cum, ground[:, 0]), np.interp(s, cum, ground[:, 1])], 1)
+    d_target = np.linalg.norm(hips - target, axis=1) * 100
+    head = hips[15] - hips[0]
+    head = head / np.linalg.norm(head)  # where it sets off (the path starts along +X)
+    print(f"\n{kind}: pelvis to the curve's ground projection mean {d_curve.mean():.1f} cm, "
+          f"max {d_curve.max():.1f} cm; to the even-pace point mean {d_target.mean():.1f} cm, "
+          f"max {d_target.max():.1f} cm; start {d_target[0]:.1f} cm; end {d_target[-1]:.1f} "
+          f"cm; sets off towards {head.round(2)} (path: +X); path {cum[-1]:.2f} m")
+    assert d_target[0] < 8.0           # starts at the path's start (placed exactly there)
+    assert head[0] > 0.8               # sets off along the path (+X), not the model's -Y
+    # the tiny model walks its own pace and the ControlNet bends it weakly: loose bars
+    assert d_curve.mean() < 40.0 and d_curve.max() < 90.0
+    assert d_target[-1] < 120.0
+
+
+def _curve_ground(curve):
+    from sparse_motion.blender import paths
+
+    return paths._curve_world_points(curve)[:, :2]
+
+
+def keyed_empties(name, keys):
+    """A collection ``name`` of empties, one per ``{frame: location}``, keyed there."""
+    coll = bpy.data.collections.new(name)
+    bpy.context.scene.collection.children.link(coll)
+    for f, p in keys.items():
+        e = bpy.data.objects.new(f"Mark{f}", None)
+        coll.objects.link(e)
+        e.location = p
+        e.keyframe_insert("location", frame=f)
+    return coll
+
+
+def test_empties_are_reached_at_their_key_frames():
+    fx.reset()
+    scene = bpy.context.scene
+    scene.render.fps = 20
+    keys = {1: (-1.0, 0.5, 0.0), 30: (-1.0, -0.6, 0.0), 60: (-0.8, -1.7, 0.0)}
+    coll = keyed_empties("Waypoints", keys)
+    scene.frame_set(17)
+    before = counts()
+    res = gen.generate(request(seconds=3.0, path_collection=coll, seed=2))
+    assert scene.frame_current == 17  # reading the empties at their frames put it back
+    frames = sorted(keys)
+    hips = hips_world(res.obj, frames)[:, :2]
+    d = np.linalg.norm(hips - np.array([keys[f][:2] for f in frames]), axis=1) * 100
+    print(f"\nempties at frames {frames}: pelvis distance {np.round(d, 1)} cm")
+    assert d[0] < 8.0
+    assert d.max() < 60.0
+    assert len(bpy.data.objects) == before[0] + 1  # the rig; the empties untouched
+
+
+def test_a_path_onto_a_moved_canonical_target_rig():
+    fx.reset()
+    bpy.context.scene.render.fps = 20
+    rig = gen.generate(request(seconds=2.0, seed=3)).obj
+    rig.location = (5.0, -2.0, 0.0)
+    rig.rotation_euler = (0.0, 0.0, 0.7)
+    bpy.context.view_layer.update()
+    curve = make_curve("Path", [(0, 0, 0), (0, 1.2, 0), (0.4, 2.4, 0)], "POLY")
+    res = gen.generate(request(seconds=3.0, target=rig, path=curve, seed=0))
+    assert res.obj == rig and not res.created_rig
+    hips = hips_world(rig, np.arange(1, res.frames + 1))[:, :2]
+    d = polyline_distance(hips, _curve_ground(curve)) * 100
+    print(f"\nmoved target rig: pelvis to the curve mean {d.mean():.1f} cm, max {d.max():.1f} cm, "
+          f"start {np.linalg.norm(hips[0]) * 100:.1f} cm from the path's start")
+    assert np.linalg.norm(hips[0]) * 100 < 8.0
+    assert d.mean() < 40.0
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _scene_with_things():
+    fx.reset()
+    bpy.context.scene.render.fps = 20
+    bpy.ops.mesh.primitive_cube_add()
+    make_curve("One", [(0, 0, 0)])
+    make_curve("Sprint", [(0, 0, 0), (100, 0, 0)], "POLY")
+    make_curve("Far", [(0, 0, 0), (1500, 0, 0), (1502, 0, 0)], "POLY")
+    nan = make_curve("NaN", [(0, 0, 0), (1, 0, 0), (2, 0, 0)], "POLY")
+    nan.data.splines[0].points[1].co = (float("nan"), 0.0, 0.0, 1.0)
+    make_curve("Spot", [(1, 1, 0), (1, 1, 2)], "POLY")  # vertical: no ground length
+    e = bpy.data.objects.new("Unkeyed", None)
+    bpy.context.scene.collection.objects.link(e)
+
+
+@pytest.mark.parametrize("path, model, words", [
+    ("One", LCM, "has 1 point: a path needs at least two"),
+    ("Sprint", LCM, "100.0 m in 2.95 s .* at most 8 m/s"),
+    ("Cube", LCM, "'Cube' is a mesh, not a curve"),
+    ("NaN", LCM, "not numbers \\(NaN or infinite\\)"),
+    ("Far", LCM, "1.5 km from the world origin"),
+    ("Spot", LCM, "has no length"),
+    ("Unkeyed", LCM, "'Unkeyed' has no keys"),
+    ("Sprint", SMDM, "Follow path needs a MotionLCM model"),
+    ("Gone", LCM, "No object named 'Gone'"),
+])
+def test_bad_paths_are_reported_and_change_nothing(path, model, words):
+    _scene_with_things()
+    before, snap = counts(), fx.snapshot()
+    with pytest.raises(RuntimeError, match=words):
+        bpy.ops.sparse_motion.generate_motion(prompt=PROMPT, seconds=3, model=model, path=path)
+    assert counts() == before and fx.snapshot() == snap
+    curve = bpy.data.objects.get(path)
+    if curve is not None and curve.type == "CURVE":
+        assert curve.data.bevel_depth == 0.0
+
+
+def test_a_bevelled_curve_is_read_as_its_spline_and_left_as_it_was():
+    from sparse_motion.blender import paths
+
+    fx.reset()
+    curve = make_curve("Tube", [(0, 0, 0), (1, 0, 0), (2, 1, 0)])
+    plain = paths._curve_world_points(curve)
+    curve.data.bevel_depth, curve.data.extrude = 0.2, 0.1
+    thick = paths._curve_world_points(curve)
+    np.testing.assert_allclose(thick, plain, atol=1e-6)
+    assert (curve.data.bevel_depth, curve.data.extrude) == pytest.approx((0.2, 0.1))
+
+
+def test_empties_must_start_at_the_first_frame_and_be_walkable():
+    fx.reset()
+    scene = bpy.context.scene
+    scene.render.fps = 20
+    keyed_empties("Late", {10: (0, 0, 0), 40: (1, 0, 0)})
+    before, snap = counts(), fx.snapshot()
+    with pytest.raises(RuntimeError, match="first key is at motion frame 10"):
+        bpy.ops.sparse_motion.generate_motion(prompt=PROMPT, seconds=3, model=LCM,
+                                              path_collection="Late")
+    assert counts() == before and fx.snapshot() == snap
+
+
+# --------------------------------------------------------------------------- batch rows
+
+
+def test_batch_rows_follow_json_points_and_a_curve_in_a_blend(tmp_path):
+    from sparse_motion.blender import batch as bl_batch
+    from sparse_motion.pipeline import batch as pb
+
+    fx.reset()
+    curve = make_curve("Drawn", [(0, 0, 0), (0.8, 0.0, 0), (1.6, 0.5, 0), (2.0, 1.2, 0)], "POLY")
+    ground = _curve_ground(curve)
+    blend = tmp_path / "layout.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
+    rows = json.dumps([
+        {"id": "json", "prompt": PROMPT, "seconds": 3, "seed": 0, "model": LCM, "steps": 2,
+         "path": [list(p) for p in ((0, 0, 0), (0.8, 0.0, 0), (1.6, 0.5, 0), (2.0, 1.2, 0))]},
+        {"id": "blend", "prompt": PROMPT, "seconds": 3, "seed": 0, "model": LCM, "steps": 2,
+         "path": f"{blend}::Drawn"},
+        {"id": "keyed", "prompt": PROMPT, "seconds": 3, "seed": 0, "model": LCM,
+         "path": {"points": [[0, 0, 0], [0.5, -1.0, 0], [1.0, -2.0, 0]],
+                  "frames": [1, 30, 60]}},
+    ])
+    items = pb.parse_prompts(rows, "rows.json")
+    entries = {}
+    for item in items:
+        entries[item.id] = bl_batch.run_item(item, tmp_path / "out", formats=("blend",), fps=20)
+    assert entries["json"]["path"] == "The path" and entries["json"]["steps"] == 2
+    assert entries["blend"]["path"] == "Curve 'Drawn'"
+    assert entries["keyed"]["steps"] == 4  # MotionLCM's default
+    for name in ("json", "blend"):  # the same request: the same motion, on the curve
+        bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "out" / name / f"{name}.blend"))
+        rig = bpy.data.objects["Generated Motion"]
+        hips = hips_world(rig, np.arange(1, 61))[:, :2]
+        d = polyline_distance(hips, ground) * 100
+        print(f"\nbatch row '{name}': pelvis to the path mean {d.mean():.1f} cm, "
+              f"max {d.max():.1f} cm")
+        assert np.linalg.norm(hips[0]) * 100 < 8.0 and d.mean() < 40.0
+    fx.reset()
+    fx.ensure_registered()

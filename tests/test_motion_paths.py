@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Paths → control trajectories in the generation frame and back (motion/paths.py, bpy-free)."""
+import numpy as np
+import pytest
+
+from sparse_motion.errors import InputError
+from sparse_motion.motion import paths
+from sparse_motion.motion import rotations as rot
+
+
+def test_a_path_starts_at_the_origin_facing_plus_z_and_is_sampled_by_arc_length():
+    # an L: 300 cm along +X from (100, 0), then 300 cm along +Z
+    pts = np.array([[100.0, 5.0, 0.0], [400.0, 5.0, 0.0], [400.0, 5.0, 300.0]])
+    pc = paths.path_control(pts, 61, 20.0, 93.0)
+    assert pc.length == pytest.approx(600.0) and pc.mask.all() and pc.label == "The path"
+    assert pc.placement.yaw == pytest.approx(np.pi / 2)  # +Z of the generation frame is +X
+    np.testing.assert_allclose(pc.control[0], [0.0, 93.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(pc.control[:, 1], 93.0)
+    step = np.linalg.norm(np.diff(pc.control[:, [0, 2]], axis=0), axis=1)
+    np.testing.assert_allclose(step[:29], 10.0, atol=1e-6)   # even: 600 cm over 60 frames
+    np.testing.assert_allclose(pc.control[30], [0.0, 93.0, 300.0], atol=1e-6)  # the corner
+    np.testing.assert_allclose(pc.control[-1], [-300.0, 93.0, 300.0], atol=1e-6)
+    # placed back: the generation frame's path lands on the world path, the root turned
+    q = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (61, 21, 1))
+    q2, x2 = pc.placement.to_world(q, pc.control)
+    np.testing.assert_allclose(x2[[0, 30, 60]][:, [0, 2]], [[100, 0], [400, 0], [400, 300]],
+                               atol=1e-6)
+    np.testing.assert_allclose(rot.quat_rotate(q2[0, 0], [0.0, 0.0, 1.0]), [1, 0, 0], atol=1e-9)
+    # a pace: all of the way in the first half, then standing
+    pace = np.minimum(np.linspace(0, 2, 61), 1.0)
+    slow = paths.path_control(pts, 61, 20.0, 93.0, pace=pace)
+    np.testing.assert_allclose(slow.control[30:], np.repeat(pc.control[-1:], 31, 0), atol=1e-6)
+
+
+def test_keyed_points_are_followed_at_their_frames_only():
+    pts = np.array([[0.0, 0, 0], [0.0, 0, -200], [150.0, 0, -200]])
+    kc = paths.keyed_control(pts[::-1], [40, 20, 0], 60, 20.0, 90.0)  # any order
+    assert list(np.flatnonzero(kc.mask)) == [0, 20, 40]
+    assert kc.placement.yaw == pytest.approx(np.pi)  # the second key is behind: -Z
+    np.testing.assert_allclose(kc.control[20], [0.0, 90.0, 200.0], atol=1e-9)
+    np.testing.assert_allclose(kc.control[40], [-150.0, 90.0, 200.0], atol=1e-9)
+    assert np.isnan(kc.control[1]).all() and np.isnan(kc.target[1]).all()
+
+
+@pytest.mark.parametrize("points, words", [
+    ([[0, 0, 0]], "has 1 point"),
+    ([[0, 0, 0], [np.nan, 0, 0]], "NaN or infinite"),
+    ([[0, 0, 0], [2e5, 0, 0]], "2.0 km from the world origin"),
+    ([[0, 0, 0], [0, 300, 0]], "has no length"),
+    ([[0, 0, 0], [5000, 0, 0]], "50.0 m in 2.95 s .*at most 8 m/s"),
+])
+def test_bad_paths(points, words):
+    with pytest.raises(InputError, match=words):
+        paths.path_control(np.array(points, float), 60, 20.0, 93.0)
+
+
+@pytest.mark.parametrize("frames, words", [
+    ([5, 30], "first key is at motion frame 6"),
+    ([0, 60], "motion frame 61 is outside the motion"),
+    ([0, 2], "between motion frames 1 and 3 asks for 2.0 m in 0.10 s"),
+])
+def test_bad_keyed_points(frames, words):
+    with pytest.raises(InputError, match=words):
+        paths.keyed_control(np.array([[0.0, 0, 0], [200.0, 0, 0]]), frames, 60, 20.0, 93.0)
