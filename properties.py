@@ -78,6 +78,12 @@ LCM_STEPS = [
     ("2", "2", "Two steps"),
     ("4", "4", "Four steps: the best quality (default)"),
 ]
+PACES = [
+    ("EVEN", "Even", "The pelvis moves along the path at an even speed over the length"),
+    ("PROMPT", "From the Prompt", "The pelvis moves along the path at the pace the prompt "
+     "gives (its speeding up, slowing down and stops): the motion is generated once without "
+     "the path to measure it"),
+]
 FOLLOW_MODES = [
     ("NONE", "None", "The motion goes where the prompt takes it"),
     ("OBJECT", "Curve or Empty", "The pelvis follows a curve's ground projection (Bezier, "
@@ -107,6 +113,8 @@ def generate_props():
                                   default=2.5, min=0.0, max=20.0, soft_max=8.0),
         "steps": IntProperty(name="Steps", description="Denoising steps (more: slower)",
                              default=50, min=1, max=100000, soft_min=10, soft_max=1000),
+        "pace": EnumProperty(name="Pace", items=PACES, default="EVEN",
+                             description="How the pelvis moves along a curve (MotionLCM)"),
         "lcm_steps": EnumProperty(name="Steps", items=LCM_STEPS, default="4",
                                   description="MotionLCM consistency steps (more: slower, "
                                   "better)"),

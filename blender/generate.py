@@ -50,6 +50,8 @@ KEY_MODES = ("MODEL", "PERCENT")
 MODEL_KINDS = tuple(KINDS)
 #: The kind that can follow a path.
 PATH_KIND = "motionlcm"
+#: How a path is followed: evenly over the length, or at the pace the prompt gives.
+PACES = ("EVEN", "PROMPT")
 
 
 @dataclass
@@ -66,6 +68,7 @@ class GenerateRequest:
     path: object = None         # MotionLCM: a curve, or an empty keyed at frames, to follow
     path_collection: object = None  # MotionLCM: a collection of empties keyed at frames
     path_points: object = None  # MotionLCM: a blender.paths.PathSource (batch rows)
+    pace: str = "EVEN"          # a path: EVEN over the length, or PROMPT (the prompt's own)
     key_mode: str = "MODEL"     # the model's own keyframes, or PERCENT of the frames
     key_percent: float = 20.0
     handles: str = "FREE"
@@ -235,6 +238,8 @@ def prepare(req: GenerateRequest) -> tuple[TextToMotionModel, str, int]:
         raise InputError(f"Keyframes must be one of {KEY_MODES}")
     if not (0.0 < req.key_percent <= 100.0):
         raise InputError("Keyframe percentage must be between 0 and 100")
+    if req.pace not in PACES:
+        raise InputError(f"Pace must be one of {', '.join(PACES)}, got {req.pace!r}")
     _check_target(req.target)
     if req.target is not None:
         from .retarget import resolve_mapping
@@ -262,8 +267,11 @@ def sample(model: TextToMotionModel, req: GenerateRequest, frames: int, progress
         progress(0.0, "loading the model")
     model.load()
     extra = {}
-    if req.path_control is not None:
-        extra = {"control": req.path_control.control, "control_mask": req.path_control.mask}
+    pc = req.path_control
+    if pc is not None:
+        if req.pace == "PROMPT" and pc.points is not None:
+            pc = _prompt_paced(model, req, frames, pc, cancel)
+        extra = {"control": pc.control, "control_mask": pc.mask}
     gen = model.generate(req.prompt, frames, req.seed, results=req.results, progress=progress,
                          cancel=cancel, **model_options(model, req), **extra)
     t0 = time.perf_counter()
@@ -271,6 +279,20 @@ def sample(model: TextToMotionModel, req: GenerateRequest, frames: int, progress
         gen.motion(r)
     gen.timings["decoding"] = time.perf_counter() - t0
     return gen
+
+
+def _prompt_paced(model, req, frames, pc, cancel):
+    """``pc``'s path at the pace the prompt gives: the same request without the path first
+    (result 0), its pelvis's progress along its own way per frame (``motion.paths.pace_of``),
+    then the path followed at that progress (evenly when the prompt's motion hardly
+    travels). The placement is the same."""
+    from ..motion import paths as _paths
+
+    free = model.generate(req.prompt, frames, req.seed, results=1, cancel=cancel,
+                          **model_options(model, req))
+    pace = _paths.pace_of(_feat.features_to_positions(free.features[0]))
+    return _paths.path_control(pc.points, frames, model.fps, pc.height, pace=pace,
+                               what=pc.label)
 
 
 def clip_frames(seconds: float, fps: float) -> int:

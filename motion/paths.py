@@ -13,6 +13,8 @@ direction to +Z (:class:`Placement`); the generated motion is then turned and mo
 * :func:`path_control` — a path (a polyline, e.g. a curve evaluated by Blender): followed
   on every frame, at an even pace over the motion's length (sampled by arc length) or at a
   given pace (fractions of the length per frame);
+* :func:`pace_of` — the pace of a motion (how far along its own way it is at each frame),
+  for following a path at the pace the prompt gives instead of evenly;
 * :func:`keyed_control` — points at given frames (empties keyed at frames): followed at
   those frames only (sparse control); the first key must be the motion's first frame.
 
@@ -31,7 +33,7 @@ from ..errors import InputError
 from . import rotations as _rot
 
 __all__ = ["MAX_SPEED_CM_S", "MAX_DISTANCE_CM", "HEADING_CM", "Placement", "PathControl",
-           "path_control", "keyed_control", "arc_length_points", "check_points"]
+           "path_control", "keyed_control", "arc_length_points", "check_points", "pace_of"]
 
 #: The fastest a path may ask the pelvis to move, cm/s (8 m/s: a sprint; a walk is 1-2 m/s).
 MAX_SPEED_CM_S = 800.0
@@ -90,6 +92,8 @@ class PathControl:
     length: float
     target: np.ndarray
     label: str = ""
+    points: np.ndarray | None = None  # a path's world points (to follow it at another pace)
+    height: float = 0.0
 
     @property
     def followed(self) -> int:
@@ -181,7 +185,17 @@ def path_control(points, frames: int, fps: float, height: float, *, pace=None,
     target = arc_length_points(ground, cum, u * length)
     pl = _placement(ground, cum)
     mask = np.ones(frames, dtype=bool)
-    return PathControl(_control(pl, target, mask, height), mask, pl, length, target, what)
+    return PathControl(_control(pl, target, mask, height), mask, pl, length, target, what,
+                       p, float(height))
+
+
+def pace_of(positions) -> np.ndarray | None:
+    """The pace of a motion: the fraction of its pelvis's ground distance covered by each
+    frame, from joint positions ``(F, J, 3)`` (joint 0 the pelvis); None when it hardly
+    travels (less than 10 cm: then an even pace is as good as any)."""
+    ground = np.asarray(positions, dtype=np.float64)[:, 0][:, [0, 2]]
+    cum = _cumulative(ground)
+    return None if cum[-1] < 10.0 else cum / cum[-1]
 
 
 def keyed_control(points, frame_index, frames: int, fps: float, height: float, *,

@@ -71,7 +71,7 @@ def _request(op, context):
         key_mode=op.key_mode, key_percent=op.key_percent, handles=op.handles,
         frame_start=op.frame_start, target=_target_from(context, op.target),
         path=_target_from(context, op.path, "curve or empty to follow"),
-        path_collection=_collection_from(op.path_collection),
+        path_collection=_collection_from(op.path_collection), pace=op.pace,
         device=getattr(prefs, "device", "AUTO"), threads=int(getattr(prefs, "threads", 0) or 0))
 
 

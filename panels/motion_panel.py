@@ -83,6 +83,8 @@ def draw_follow_path(layout, settings):
     if mode == "OBJECT":
         col.prop(settings, "gen_path")
         obj = settings.gen_path
+        if obj is not None and obj.type == "CURVE":
+            col.prop(settings, "gen_pace")
         if obj is None:
             problem = problem or "Pick a curve or an empty keyed at frames to follow"
         elif obj.type not in ("CURVE", "EMPTY"):

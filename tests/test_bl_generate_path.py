@@ -178,7 +178,8 @@ def test_pelvis_follows_the_curves_ground_projection(kind):
     # (its ground projection is followed), over 3 s: ~0.8 m/s, the tiny model's walking pace
     pts = [(0, 0, 1.5), (0.9, 0.1, 1.5), (1.7, 0.45, 1.5), (2.1, 0.9, 1.5)]
     curve = make_curve("Path", pts, kind, location=(2, 1, 0))
-    res = gen.generate(request(seconds=3.0, path=curve, seed=0))
+    req = request(seconds=3.0, path=curve, seed=0)
+    res = gen.generate(req)
     assert res.path == "Curve 'Path'" and "along Curve 'Path'" in res.message()
     F = res.frames
     hips = hips_world(res.obj, np.arange(1, F + 1))[:, :2]
@@ -195,11 +196,35 @@ def test_pelvis_follows_the_curves_ground_projection(kind):
           f"max {d_curve.max():.1f} cm; to the even-pace point mean {d_target.mean():.1f} cm, "
           f"max {d_target.max():.1f} cm; start {d_target[0]:.1f} cm; end {d_target[-1]:.1f} "
           f"cm; sets off towards {head.round(2)} (path: +X); path {cum[-1]:.2f} m")
+    # the same request without the path, placed the same way (what the ControlNet adds)
+    free = gen.get_model(LCM).generate(PROMPT, F, 0, steps=2)
+    _q, x = req.path_control.placement.to_world(*free.motion(0))
+    free_hips = np.stack([x[:, 0], -x[:, 2]], axis=1) / 100.0  # canonical cm -> Blender m
+    d_free = polyline_distance(free_hips, ground) * 100
+    print(f"{kind}: without the path (same walk, placed at its start facing along it) "
+          f"mean {d_free.mean():.1f} cm, max {d_free.max():.1f} cm")
+    assert d_curve.mean() <= d_free.mean() + 3.0  # the control does not make it worse
     assert d_target[0] < 8.0           # starts at the path's start (placed exactly there)
     assert head[0] > 0.8               # sets off along the path (+X), not the model's -Y
     # the tiny model walks its own pace and the ControlNet bends it weakly: loose bars
     assert d_curve.mean() < 40.0 and d_curve.max() < 90.0
     assert d_target[-1] < 120.0
+
+
+def test_pace_from_the_prompt():
+    fx.reset()
+    bpy.context.scene.render.fps = 20
+    curve = make_curve("Path", [(0, 0, 0), (1.2, 0, 0), (2.2, 0.6, 0)], "POLY")
+    even = gen.generate(request(seconds=3.0, path=curve, seed=4))
+    paced = gen.generate(request(seconds=3.0, path=curve, seed=4, pace="PROMPT"))
+    a = hips_world(even.obj, np.arange(1, 61))[:, :2]
+    b = hips_world(paced.obj, np.arange(1, 61))[:, :2]
+    d = polyline_distance(b, _curve_ground(curve)) * 100
+    print(f"\npace from the prompt: pelvis to the curve mean {d.mean():.1f} cm; differs from "
+          f"the even pace by up to {np.abs(a - b).max() * 100:.1f} cm")
+    assert np.linalg.norm(b[0]) * 100 < 8.0 and d.mean() < 40.0
+    with pytest.raises(Exception, match="Pace must be one of"):
+        gen.generate(request(path=curve, pace="FAST"))
 
 
 def _curve_ground(curve):
@@ -228,12 +253,20 @@ def test_empties_are_reached_at_their_key_frames():
     coll = keyed_empties("Waypoints", keys)
     scene.frame_set(17)
     before = counts()
-    res = gen.generate(request(seconds=3.0, path_collection=coll, seed=2))
+    req = request(seconds=3.0, path_collection=coll, seed=2)
+    res = gen.generate(req)
     assert scene.frame_current == 17  # reading the empties at their frames put it back
     frames = sorted(keys)
     hips = hips_world(res.obj, frames)[:, :2]
-    d = np.linalg.norm(hips - np.array([keys[f][:2] for f in frames]), axis=1) * 100
-    print(f"\nempties at frames {frames}: pelvis distance {np.round(d, 1)} cm")
+    want = np.array([keys[f][:2] for f in frames])
+    d = np.linalg.norm(hips - want, axis=1) * 100
+    # the same request without the empties, placed the same way (what the ControlNet adds)
+    free = gen.get_model(LCM).generate(PROMPT, 60, 2, steps=2)
+    _q, x = req.path_control.placement.to_world(*free.motion(0))
+    free_hips = np.stack([x[:, 0], -x[:, 2]], axis=1)[np.array(frames) - 1] / 100.0
+    d_free = np.linalg.norm(free_hips - want, axis=1) * 100
+    print(f"\nempties at frames {frames}: pelvis distance {np.round(d, 1)} cm (without the "
+          f"empties, placed the same way: {np.round(d_free, 1)} cm)")
     assert d[0] < 8.0
     assert d.max() < 60.0
     assert len(bpy.data.objects) == before[0] + 1  # the rig; the empties untouched

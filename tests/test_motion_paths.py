@@ -62,3 +62,14 @@ def test_bad_paths(points, words):
 def test_bad_keyed_points(frames, words):
     with pytest.raises(InputError, match=words):
         paths.keyed_control(np.array([[0.0, 0, 0], [200.0, 0, 0]]), frames, 60, 20.0, 93.0)
+
+
+def test_the_pace_of_a_motion():
+    F = 41
+    pos = np.zeros((F, 21, 3))
+    pos[20:, 0, 2] = np.linspace(0.0, 200.0, 21)  # stands for 1 s, then walks 2 m
+    pace = paths.pace_of(pos)
+    np.testing.assert_allclose(pace[:21], 0.0)
+    np.testing.assert_allclose(pace[30], 0.5) and np.testing.assert_allclose(pace[-1], 1.0)
+    pos[:, 0, 2] = np.linspace(0.0, 5.0, F)  # hardly moves: no pace of its own
+    assert paths.pace_of(pos) is None
