@@ -143,20 +143,78 @@ class SmdmModel(_gen.TextToMotionModel):
                           foot_lock=bool(foot_lock), understood_as=understood,
                           grounded=grounded)
 
+    def fill(self, known, text: str = "", seed: int = 0, *, steps: int | None = None,
+             guidance: float | None = None, gamma: float | None = None, results: int = 1,
+             key_fraction: float | None = None, foot_lock: bool = True,
+             strength: float = 1.0, progress: Callable[[float, str], None] | None = None,
+             cancel: Callable[[], bool] | None = None):
+        """Motion through the animator's known poses (:class:`.inbetween.Keyframes`, canonical,
+        at the model's 20 fps): imputation in the sampling loop, then placed in the animator's
+        world and made exact at the known frames (:mod:`.inbetween`). ``text``: what happens in
+        between (empty: unconditional, guidance off). ``strength`` < 1 starts the sampling from
+        the known dense motion (what plays between the keys now) noised to ``strength``·T
+        instead of pure noise (SDEdit). Returns an :class:`.inbetween.Fill`."""
+        from . import inbetween
+
+        self.load()
+        frames = int(known.frames)
+        steps = int(steps if steps is not None else self.config["steps"])
+        key_fraction = float(key_fraction if key_fraction is not None
+                             else self.config["key_fraction"])
+        gamma = float(gamma if gamma is not None else self.config["gamma"])
+        text = (text or "").strip()
+        guidance = float(guidance if guidance is not None else self.config["guidance"])
+        if not text:
+            guidance = 1.0
+        self.check_request(text or "-", frames, steps, guidance, gamma, int(results),
+                           key_fraction)
+        imp = inbetween.Imputation(known, self.mean, self.std, strength)
+        timings = {}
+        with self._lock:
+            if text:
+                emb, _understood, _grounded = self._encode(text, seed, timings, False)
+            else:
+                if int(seed) < 0:
+                    raise InputError(f"The seed must be 0 or more, got {seed}")
+                emb = np.zeros(self._text_encoder.dim, dtype=np.float32)
+                timings["text"] = 0.0
+            t0 = time.perf_counter()
+            x0n, keys = self._sample(emb, frames, int(seed), steps, guidance, gamma,
+                                     int(results), key_fraction, progress, cancel, fill=imp)
+            timings["sampling"] = time.perf_counter() - t0
+        feats = (x0n * self.std + self.mean).astype(np.float32)
+        gen = Generation(text=text, seed=int(seed), fps=self.fps, features=feats, keys=keys,
+                         steps=steps, guidance=guidance, gamma=gamma,
+                         model=f"{self.package.name} {self.package.version}", timings=timings,
+                         foot_lock=bool(foot_lock))
+        t0 = time.perf_counter()
+        motions = [imp.finish(*gen.motion(r)) for r in range(len(feats))]
+        timings["decoding"] = time.perf_counter() - t0
+        return inbetween.Fill(motions=motions, keys=keys, known=imp.forced, generation=gen,
+                              timings=timings)
+
     def _positions(self, x0n_r):
         return _feat.features_to_positions(x0n_r * self.std + self.mean)
 
-    def _sample(self, emb, N, seed, steps, guidance, gamma, R, key_fraction, progress, cancel):
+    def _sample(self, emb, N, seed, steps, guidance, gamma, R, key_fraction, progress, cancel,
+                fill=None):
+        """DDIM; ``fill`` (an :class:`.inbetween.Imputation`): its keyframes (the known frames
+        always among them) and its known values imposed on every estimate."""
         D = self.mean.shape[0]
         K = core.key_count(N, key_fraction)
+        if fill is not None:
+            K = fill.key_count(K)
         x = np.stack([np.random.default_rng([seed, r]).standard_normal((N, D))
                       for r in range(R)]).astype(np.float32)
         ts = core.ddim_timesteps(steps)
+        if fill is not None:
+            ts, x = fill.start(ts, x, self.abar)
         cond = guidance != 1.0
         text = np.repeat(emb[None], R, axis=0)
         if cond:
             text = np.concatenate([text, np.zeros_like(text)])
-        uniform = core.uniform_keys(N, K)
+        uniform = core.uniform_keys(N, K) if fill is None else fill.uniform_keys(N, K)
+        select = core.vw_keys if fill is None else fill.vw_keys
         keys = [uniform] * R
         x0 = None
         threshold = gamma * core.TIMESTEPS
@@ -164,7 +222,7 @@ class SmdmModel(_gen.TextToMotionModel):
             if cancel is not None and cancel():
                 raise Cancelled()
             if x0 is not None and gamma > 0 and t <= threshold:
-                keys = [core.vw_keys(self._positions(x0[r]), len(uniform)) for r in range(R)]
+                keys = [select(self._positions(x0[r]), len(uniform)) for r in range(R)]
             key_idx, left, w = core.interpolation_batch(keys, N)
             feeds = {"x_t": x, "t": np.full(R, t, dtype=np.int64), "text": text,
                      "key_idx": key_idx, "interp_left": left, "interp_w": w}
@@ -175,6 +233,8 @@ class SmdmModel(_gen.TextToMotionModel):
                 x0 = out[R:] + guidance * (out[:R] - out[R:])
             else:
                 x0 = out
+            if fill is not None and i + 1 < len(ts):  # the last estimate stays the model's
+                x0 = fill.impose(x0)
             ab = self.abar[t]
             ab_prev = self.abar[ts[i + 1]] if i + 1 < len(ts) else 1.0
             if i + 1 < len(ts):

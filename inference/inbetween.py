@@ -1,0 +1,326 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Filling between the animator's own keys (bpy-free: numpy).
+
+The animator's known poses — full body or only some joints, optionally the root position and
+heading — at given frames of canonical motion (20 fps) condition sMDM's sampling by
+**imputation in the loop** (no retraining): at every denoising step the known channels of the
+model's estimate x0 are replaced by the animator's (the joints' rotation channels, the root
+height, the joint positions of fully known frames) and the root trajectory is bent to pass
+through the known root positions and headings; DDIM then carries the replaced values into
+x_t (RePaint-style, deterministic). The known frames are always keyframes of the model (it
+only reads x_t at its keyframes); the other keyframes are chosen around them, uniformly and
+then by Visvalingam-Whyatt on the current estimate.
+
+After sampling the motion is placed in the animator's world (yaw and ground translation at the
+first known root frame) and :func:`blend_to_keys` makes it exact: the difference to the known
+values at each known frame is spread to the neighbouring frames with a smoothstep between
+consecutive known frames (zero slope at the keys, so the motion's own velocity is kept there:
+no velocity pop), constant outside them. :func:`offset_blend` is the same for any channels
+(Blender's F-curve values).
+
+:class:`Keyframes` holds what is known; ``SmdmModel.fill`` (``inference/smdm.py``) runs it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..keyframes import vw as _vw
+from ..motion import features as _feat
+from ..motion import rotations as _rot
+from ..motion.canonical import SKELETON
+from ..motion.skeleton import forward_kinematics
+from . import smdm_core as core
+
+__all__ = ["Keyframes", "Fill", "Imputation", "offset_blend", "blend_to_keys", "place",
+           "smoothstep_weights"]
+
+J = SKELETON.num_joints
+
+
+@dataclass
+class Keyframes:
+    """Known poses on ``N`` frames of canonical motion: dense ``quats (N, 21, 4)`` and ``root
+    (N, 3)`` (cm; values at unknown frames are ignored, except frame 0's root and heading
+    when no root is known: they place the result), ``joints (N, 21)`` which joint rotations
+    are known on each frame, ``root_known (N,)`` where the root position and heading are
+    known."""
+
+    quats: np.ndarray
+    root: np.ndarray
+    joints: np.ndarray
+    root_known: np.ndarray
+
+    @classmethod
+    def full(cls, quats, root, frames, root_known: bool = True, joints=None) -> "Keyframes":
+        """Known at ``frames`` (indices): every joint (or the joint indices ``joints``), and the
+        root when ``root_known``."""
+        q = np.asarray(quats, dtype=np.float64)
+        N = len(q)
+        mask = np.zeros((N, J), bool)
+        cols = np.arange(J) if joints is None else np.asarray(joints, dtype=np.int64)
+        frames = np.asarray(frames, dtype=np.int64)
+        mask[np.ix_(frames, cols)] = True
+        rk = np.zeros(N, bool)
+        if root_known:
+            rk[frames] = True
+        return cls(q, np.asarray(root, dtype=np.float64), mask, rk)
+
+    def __post_init__(self):
+        self.quats = _rot.quat_normalize(np.asarray(self.quats, dtype=np.float64))
+        self.root = np.asarray(self.root, dtype=np.float64)
+        self.joints = np.asarray(self.joints, dtype=bool)
+        self.root_known = np.asarray(self.root_known, dtype=bool)
+        N = len(self.quats)
+        if self.quats.shape != (N, J, 4) or self.root.shape != (N, 3) or \
+                self.joints.shape != (N, J) or self.root_known.shape != (N,):
+            raise InputError(f"Known poses must be quats (N, {J}, 4), root (N, 3), joints "
+                             f"(N, {J}), root_known (N,) on the same N frames")
+        if not (np.all(np.isfinite(self.quats)) and np.all(np.isfinite(self.root))):
+            raise InputError("The known poses contain NaN or infinite values")
+
+    @property
+    def frames(self) -> int:
+        return len(self.quats)
+
+    @property
+    def known_frames(self) -> np.ndarray:
+        """Frames where anything is known (sorted indices)."""
+        return np.flatnonzero(self.joints.any(axis=1) | self.root_known)
+
+    def check(self) -> None:
+        """InputError unless two or more distinct frames are known."""
+        k = self.known_frames
+        if len(k) == 0:
+            raise InputError("There are no keys to fill between")
+        if len(k) < 2:
+            raise InputError(f"All the keys are on one frame ({int(k[0])}): key at least two "
+                             "frames to fill between them")
+
+
+@dataclass
+class Fill:
+    """The result of ``SmdmModel.fill``: ``motions[r]`` = ``(quats (N, 21, 4), root (N, 3))``
+    in the animator's world, exact at the known frames; ``keys[r]`` the model's keyframes
+    (the known frames among them); ``generation``: the raw sampling (features, timings)."""
+
+    motions: list
+    keys: list
+    known: np.ndarray
+    generation: object
+    timings: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- blending
+
+
+def smoothstep_weights(frames: int, rows) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted known ``rows``: per frame the slot of the known row at or before it and the
+    smoothstep weight of the next one (0 before the first and after the last row)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n = np.arange(frames)
+    left = np.clip(np.searchsorted(rows, n, side="right") - 1, 0, len(rows) - 1)
+    right = np.minimum(left + 1, len(rows) - 1)
+    span = (rows[right] - rows[left]).astype(np.float64)
+    u = np.where(span > 0, (n - rows[left]) / np.where(span > 0, span, 1.0), 0.0)
+    u = np.clip(u, 0.0, 1.0)
+    w = u * u * (3.0 - 2.0 * u)
+    return left, np.where(n < rows[0], 0.0, w)
+
+
+def offset_blend(values, rows, targets) -> np.ndarray:
+    """``values (N, C)`` plus, per column, the offset that makes rows ``rows`` equal
+    ``targets (len(rows), C)``, spread by smoothstep between consecutive rows (constant before
+    the first and after the last). The offset has zero slope at every row: the values' own
+    velocity is kept there. Rows equal the targets exactly (up to float rounding)."""
+    v = np.asarray(values, dtype=np.float64)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return v.copy()
+    order = np.argsort(rows)
+    rows = rows[order]
+    t = np.asarray(targets, dtype=np.float64)[order]
+    d = t - v[rows]
+    left, w = smoothstep_weights(len(v), rows)
+    right = np.minimum(left + 1, len(rows) - 1)
+    out = v + d[left] * (1.0 - w)[:, None] + d[right] * w[:, None]
+    out[rows] = t
+    return out
+
+
+def blend_to_keys(quats, root, known: Keyframes):
+    """Motion exactly on the known values: per joint, the quaternion offsets (targets taken
+    in the motion's hemisphere) at its known frames, spread by :func:`offset_blend` and
+    normalised; the root position likewise on the root-known frames."""
+    q = np.array(quats, dtype=np.float64)
+    x = np.array(root, dtype=np.float64)
+    for j in range(J):
+        rows = np.flatnonzero(known.joints[:, j])
+        if len(rows):
+            tgt = known.quats[rows, j]
+            tgt = np.where(np.sum(tgt * q[rows, j], -1, keepdims=True) < 0, -tgt, tgt)
+            q[:, j] = _rot.quat_normalize(offset_blend(q[:, j], rows, tgt))
+            q[rows, j] = tgt
+    rows = np.flatnonzero(known.root_known)
+    if len(rows):
+        x = offset_blend(x, rows, known.root[rows])
+    return q, x
+
+
+def _yaw_quat(a):
+    return np.array([np.cos(a / 2.0), 0.0, np.sin(a / 2.0), 0.0])
+
+
+def place(quats, root, known: Keyframes):
+    """Motion decoded from features (frame 0 at the origin facing +Z) moved by a yaw and a
+    ground translation so that its first known root frame (else frame 0) has the known root
+    heading and ground position."""
+    q = np.array(quats, dtype=np.float64)
+    x = np.array(root, dtype=np.float64)
+    rk = np.flatnonzero(known.root_known)
+    k = int(rk[0]) if len(rk) else 0
+    have = _feat.heading_angles(q[k, 0])
+    want = _feat.heading_angles(known.quats[k, 0])
+    a = float(want - have)
+    q[:, 0] = _rot.quat_mul(_yaw_quat(a), q[:, 0])
+    g = x - np.array([x[k, 0], 0.0, x[k, 2]])
+    x = _feat._yaw(a, g)
+    x[:, 0] += known.root[k, 0]
+    x[:, 2] += known.root[k, 2]
+    return q, x
+
+
+# --------------------------------------------------------------------------- in the loop
+
+
+class Imputation:
+    """What the sampling loop calls (``SmdmModel._sample(..., fill=...)``): the keyframes to
+    use (the known frames always among them) and the known values imposed on each estimate.
+    Works on normalised features with the model's ``mean`` / ``std``."""
+
+    def __init__(self, known: Keyframes, mean, std, strength: float = 1.0):
+        known.check()
+        if not 0.0 < float(strength) <= 1.0:
+            raise InputError(f"Strength must be in (0, 1], got {strength}")
+        self.strength = float(strength)
+        self.known = known
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        lay = _feat.feature_layout()
+        self.lay = lay
+        N = known.frames
+        target = _feat.motion_to_features(known.quats, known.root)
+        cols, rows = [], []
+        rot = lay["rotations"].start
+        for j in range(J):  # the joints' rotation channels where they are known
+            fr = np.flatnonzero(known.joints[:, j])
+            for c in range(rot + 6 * j, rot + 6 * j + 6):
+                rows.append(fr)
+                cols.append(np.full(len(fr), c))
+        fr = np.flatnonzero(known.root_known)  # root height
+        rows.append(fr)
+        cols.append(np.full(len(fr), lay["root_height"].start))
+        full = np.flatnonzero(known.joints.all(axis=1) & known.root_known)
+        jp = lay["joint_positions"]  # joint positions (root-relative) of fully known frames
+        for c in range(jp.start, jp.stop):
+            rows.append(full)
+            cols.append(np.full(len(full), c))
+        self.rows = np.concatenate(rows).astype(np.int64)
+        self.cols = np.concatenate(cols).astype(np.int64)
+        self.values = target[self.rows, self.cols]
+        self.dense = ((target - self.mean) / self.std).astype(np.float32)
+        self.forced = known.known_frames
+        rk = np.flatnonzero(known.root_known)
+        self.root_rows = rk
+        theta = _feat.heading_angles(known.quats[:, 0])
+        self.theta = theta[rk]
+        self.ground = known.root[rk][:, [0, 2]]
+        self.N = N
+
+    # keyframes -----------------------------------------------------------------------------
+
+    def key_count(self, K: int) -> int:
+        return int(min(self.N, max(K, len(np.union1d(self.forced, [0, self.N - 1])))))
+
+    def uniform_keys(self, N: int, K: int) -> np.ndarray:
+        """``K`` keys: the known frames, the ends, and the uniform keys farthest from them."""
+        forced = np.union1d(self.forced, [0, N - 1])
+        cand = np.setdiff1d(core.uniform_keys(N, K), forced)
+        extra = K - len(forced)
+        if extra <= 0 or len(cand) == 0:
+            return forced
+        dist = np.min(np.abs(cand[:, None] - forced[None]), axis=1)
+        pick = cand[np.sort(np.argsort(-dist, kind="stable")[:extra])]
+        return np.union1d(forced, pick).astype(np.int64)
+
+    def vw_keys(self, positions, K: int) -> np.ndarray:
+        """Visvalingam-Whyatt keys of the current estimate with the known frames kept."""
+        areas = core.vw_areas(positions)
+        areas[self.forced] = np.inf
+        return _vw.select_count(areas, K).astype(np.int64)
+
+    def start(self, ts, noise, abar):
+        """``(timesteps, x_t)`` to start from: all of ``ts`` and the noise, or (strength < 1)
+        the steps at or below strength·T and the known dense motion noised to the first."""
+        if self.strength >= 1.0:
+            return ts, noise
+        ts = ts[ts <= self.strength * (core.TIMESTEPS - 1)]
+        if len(ts) == 0:
+            ts = np.array([0], dtype=np.int64)
+        ab = float(abar[ts[0]])
+        x = np.sqrt(ab) * self.dense[None] + np.sqrt(1.0 - ab) * noise
+        return ts, x.astype(np.float32)
+
+    # values --------------------------------------------------------------------------------
+
+    def impose(self, x0n) -> np.ndarray:
+        """``x0n (R, N, D)`` normalised → the same with the known channels replaced and the
+        root trajectory bent through the known root positions and headings."""
+        raw = np.asarray(x0n, dtype=np.float64) * self.std + self.mean
+        raw[:, self.rows, self.cols] = self.values
+        if len(self.root_rows):
+            for r in range(len(raw)):
+                raw[r] = self._root_through(raw[r])
+        return ((raw - self.mean) / self.std).astype(np.float32)
+
+    def _root_through(self, f):
+        lay = self.lay
+        theta, root = _feat._root_trajectory(f, lay)
+        k = self.root_rows
+        k0 = int(k[0])
+        a = float(theta[k0] - self.theta[0])  # the animator's world → the features' frame
+        g = np.zeros((len(k), 3))
+        g[:, 0], g[:, 2] = self.ground[:, 0], self.ground[:, 1]
+        g = _feat._yaw(a, g - g[0])
+        want_theta = self.theta + a
+        err_t = _feat._wrap(want_theta - theta[k])
+        err_x = g[:, 0] + root[k0, 0] - root[k, 0]
+        err_z = g[:, 2] + root[k0, 2] - root[k, 2]
+        n = np.arange(len(f))
+        theta = theta + np.interp(n, k, err_t)
+        root = root.copy()
+        root[:, 0] += np.interp(n, k, err_x)
+        root[:, 2] += np.interp(n, k, err_z)
+        out = f.copy()
+        w = _feat._wrap(np.diff(theta))
+        out[1:, lay["root_rot_vel"].start] = w
+        out[0, lay["root_rot_vel"].start] = w[0] if len(w) else 0.0
+        lin = _feat._yaw(theta[:-1], root[1:] - root[:-1], inverse=True)[:, [0, 2]]
+        s = lay["root_lin_vel"]
+        out[1:, s] = lin
+        out[0, s] = lin[0] if len(lin) else 0.0
+        return out
+
+    # after ---------------------------------------------------------------------------------
+
+    def finish(self, quats, root):
+        """Decoded motion → in the animator's world and exact at the known frames."""
+        q, x = place(quats, root, self.known)
+        return blend_to_keys(q, x, self.known)
+
+
+def known_positions(known: Keyframes) -> np.ndarray:
+    """World joint positions ``(N, 21, 3)`` of the known dense poses (for checks)."""
+    return forward_kinematics(SKELETON, known.quats, known.root)
