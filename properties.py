@@ -144,6 +144,41 @@ def draw_generate_options(layout, owner, prefix=""):
     layout.prop(owner, prefix + "frame_start")
 
 
+FILL_RANGES = [
+    ("KEYS", "Between All Keys", "Every gap from the first key to the last"),
+    ("SCENE", "Scene Range", "The scene's frame range (the preview range when it is on)"),
+]
+FILL_BONES = [
+    ("ALL", "All Keyed Bones", "The motion passes through every keyed bone's keys"),
+    ("SELECTED", "Selected Bones", "Only the selected bones' keys condition the motion (the "
+     "others' keys are still met exactly)"),
+]
+
+
+def fill_props():
+    """The Fill Between settings, shared by the operator and the scene settings."""
+    gen = generate_props()
+    return {
+        "prompt": StringProperty(name="Prompt", description="What happens between the keys "
+                                 "(empty: whatever moves naturally through them)", default=""),
+        "frame_range": EnumProperty(name="Range", items=FILL_RANGES, default="KEYS"),
+        "bones": EnumProperty(name="Constrain", items=FILL_BONES, default="ALL"),
+        **{k: gen[k] for k in ("seed", "key_mode", "key_percent", "steps")},
+    }
+
+
+#: The names of the Fill Between settings (the scene keeps them as ``fill_<name>``).
+FILL_FIELDS = tuple(fill_props())
+
+
+def draw_fill_options(layout, owner, prefix=""):
+    for name in ("seed", "frame_range", "bones", "key_mode"):
+        layout.prop(owner, prefix + name)
+    if getattr(owner, prefix + "key_mode") == "PERCENT":
+        layout.prop(owner, prefix + "key_percent")
+    layout.prop(owner, prefix + "steps")
+
+
 VARIATION_METHODS = [
     ("MOTIONDREAMER", "MotionDreamer", "Train a small model on the reference (about 1-3 minutes "
      "the first time, cached afterwards) and sample from it: new combinations of its local "
@@ -202,6 +237,7 @@ class SPARSEMOTION_PG_settings(bpy.types.PropertyGroup):
             name="Empties", type=bpy.types.Collection,
             description="A collection of empties keyed at frames: the pelvis is at each "
                         "empty at its key frames (one keyed at the first frame: the start)"),
+        **{f"fill_{k}": v for k, v in fill_props().items()},
         **{f"var_{k}": v for k, v in variation_props().items()},
         "var_action": PointerProperty(
             name="Reference", type=bpy.types.Action,

@@ -57,17 +57,26 @@ classes = (SPARSEMOTION_OT_reduce_keyframes,)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 
-def register():
-    _register_classes()
+def add_to_key_menus(entry):
+    """Add ``entry`` (a menu draw function) to the Graph Editor's and Dope Sheet's Key menus."""
     for name in _MENUS:
         menu = getattr(bpy.types, name, None)
         if menu is not None:
-            menu.append(menu_entry)
+            menu.append(entry)
+
+
+def remove_from_key_menus(entry):
+    for name in _MENUS:
+        menu = getattr(bpy.types, name, None)
+        if menu is not None:
+            menu.remove(entry)
+
+
+def register():
+    _register_classes()
+    add_to_key_menus(menu_entry)
 
 
 def unregister():
-    for name in _MENUS:
-        menu = getattr(bpy.types, name, None)
-        if menu is not None:
-            menu.remove(menu_entry)
+    remove_from_key_menus(menu_entry)
     _unregister_classes()

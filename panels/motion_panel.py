@@ -2,8 +2,8 @@
 """The "Motion" tab of the 3D viewport's N-panel."""
 import bpy
 
-from ..properties import (GENERATE_FIELDS, VARIATION_FIELDS, draw_generate_options,
-                          draw_variation_options, selected_model_kind)
+from ..properties import (FILL_FIELDS, GENERATE_FIELDS, VARIATION_FIELDS, draw_fill_options,
+                          draw_generate_options, draw_variation_options, selected_model_kind)
 from ..operators.reduce_keyframes import SPARSEMOTION_OT_reduce_keyframes, active_action_problem
 from .tab import MAIN_PANEL, MotionTab
 
@@ -202,6 +202,28 @@ def draw_progress(layout, job, cancel_idname):
     row.operator(cancel_idname, text="", icon="CANCEL")
 
 
+class SPARSEMOTION_PT_fill(MotionTab, bpy.types.Panel):
+    bl_label = "Fill Between"
+    bl_idname = "SPARSEMOTION_PT_fill"
+    bl_parent_id = MAIN_PANEL
+
+    def draw(self, context):
+        from ..operators import fill as fill_op
+
+        layout = self.layout
+        settings = context.scene.sparse_motion
+        layout.prop(settings, "fill_prompt", text="")
+        col = layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        draw_fill_options(col, settings, "fill_")
+        if fill_op.running():
+            draw_progress(layout, fill_op.current_job, fill_op.SPARSEMOTION_OT_cancel_fill.bl_idname)
+            return
+        draw_button(layout, fill_op.SPARSEMOTION_OT_fill_between.bl_idname, "IPO_EASE_IN_OUT",
+                    fill_op.fill_problem(context), settings, FILL_FIELDS, "fill_", 1.2)
+
+
 class SPARSEMOTION_PT_variations(MotionTab, bpy.types.Panel):
     bl_label = "Variations"
     bl_idname = "SPARSEMOTION_PT_variations"
@@ -260,7 +282,8 @@ class SPARSEMOTION_PT_reduce(MotionTab, bpy.types.Panel):
                     ("mode", "ratio", "max_error", "bones", "handles", "output"))
 
 
-classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_variations,
+classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_fill,
+           SPARSEMOTION_PT_variations,
            SPARSEMOTION_PT_reduce)
 
 

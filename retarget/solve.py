@@ -363,6 +363,43 @@ class SourceMotion:
                    ref, dirs, rest_heads, body, float(fps), present, float(cm_per_unit))
 
 
+def source_to_canonical(source: SourceMotion):
+    """The motion of ``source`` as canonical motion: ``(local_quats (F, 21, 4), root
+    translation (F, 3) cm)``, what :meth:`SourceMotion.from_canonical` reads back. Each
+    joint's rotation from its reference (the T-pose-aligned rest) carried into canonical axes
+    (the body frames), joints the source lacks follow their parent as in the T-pose; the hips
+    scaled by the ratio of the hip heights above the ankles in the reference poses and put
+    at the canonical ankle height above the floor. Exact for a canonical source."""
+    _tq, t_rots, t_pos = cv.tpose()
+    canon_body = body_frame({n: t_pos[j] for j, n in enumerate(cv.JOINTS)})
+    M = canon_body @ source.body.T  # source axes -> canonical axes
+    W = source.world_rots
+    F = W.shape[0]
+    G = np.empty((F, _J, 3, 3))
+    for j in range(_J):
+        p = cv.PARENTS[j]
+        if source.present[j]:
+            G[:, j] = M @ W[:, j] @ source.ref_rots[j].T @ M.T @ t_rots[j]
+        else:
+            G[:, j] = (G[:, p] if p >= 0 else np.eye(3)) @ (
+                (t_rots[p].T if p >= 0 else np.eye(3)) @ t_rots[j])
+    par = np.array(cv.PARENTS)
+    local = G.copy()
+    local[:, 1:] = np.swapaxes(G[:, par[1:]], -1, -2) @ G[:, 1:]
+    up = source.body[:, 1]
+    I = cv.INDEX
+    feet = [I[n] for n in ("Foot_L", "Foot_R") if source.present[I[n]]]
+    ankle = np.mean(source.ref_positions[feet], axis=0) if feet else source.ref_positions[0]
+    hips = source.ref_positions[I["Hips"]]
+    t_ankle = 0.5 * (t_pos[I["Foot_L"]] + t_pos[I["Foot_R"]])
+    h_src = float((hips - ankle) @ up)
+    s = float((t_pos[I["Hips"]] - t_ankle)[1] / h_src) if abs(h_src) > 1e-9 else 1.0
+    ph = source.positions[:, I["Hips"]]
+    x = ph @ M.T * s
+    x[:, 1] = s * ((ph - ankle) @ up) + t_ankle[1]
+    return _rot.matrix_to_quat(local), x
+
+
 def _ref_dirs(pos):
     dirs = np.full((_J, 3), np.nan)
     for name, child in cv.PRIMARY_CHILD.items():

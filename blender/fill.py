@@ -1,0 +1,443 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fill Between: motion between the animator's own keys on an armature's action (the Blender
+side of :mod:`..inference.inbetween`).
+
+:func:`fill_between` does it all, blocking. The operator splits it like Generate Motion:
+:func:`prepare` (main thread: checks, reads the animation; nothing changed), :func:`sample`
+(any thread: the model), :func:`apply` (main thread: writes the keys, all or nothing).
+
+The armature's animation over the range is read as Blender evaluates it and turned into
+canonical motion (:func:`..retarget.solve.source_to_canonical`; the canonical rig Generate
+Motion creates reads back exactly), resampled to the model's 20 fps; the frames where the
+animator keyed a bone are its known frames (its rotation; the hips' keys also fix the root).
+The filled motion goes back onto the rig through the retargeting solver, at the scene's
+frame rate; every F-curve is then offset (smoothstep between its keys,
+:func:`..inference.inbetween.offset_blend`) so that it meets the animator's keys exactly, and
+new Bezier keys with fitted handles are added on the model's keyframes between them. The
+animator's keys themselves are never rewritten: their frames, values, handles and types are
+bit-identical afterwards.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from ..errors import InputError
+from ..inference import inbetween as ib
+from ..inference.runtime import RuntimeSettings
+from ..keyframes import bezier
+from ..keyframes.continuity import euler_filter, quat_continuous
+from ..keyframes.rig import bone_data_path, parse_data_path
+from ..motion import canonical as canon
+from ..retarget import conventions as cv
+from ..retarget import solve as rsolve
+from . import actions, fcurve_io
+from . import retarget as bl_rt
+from .edits import Rollback
+
+__all__ = ["FillRequest", "FillResult", "FillPlan", "prepare", "sample", "apply",
+           "fill_between", "fill_problem"]
+
+RANGES = ("KEYS", "SCENE")
+KEY_MODES = ("MODEL", "PERCENT")
+#: Keys further apart than this (cm of hip travel per second) are a teleport warning.
+TELEPORT_CM_S = 1000.0
+
+
+@dataclass
+class FillRequest:
+    obj: object
+    prompt: str = ""
+    seed: int = 0
+    frame_range: str = "KEYS"   # KEYS: first to last key; SCENE: the scene's (preview) range
+    bones: str = "ALL"          # constrained bones: ALL keyed bones, or the SELECTED ones
+    key_mode: str = "MODEL"     # keys on the model's keyframes, or PERCENT of the frames
+    key_percent: float = 20.0
+    steps: int = 50
+    guidance: float = 2.5
+    strength: float = 0.5       # < 1: start from what plays now, noised (see SmdmModel.fill)
+    model: str = ""
+    device: str = "AUTO"
+    threads: int = 0
+
+
+@dataclass
+class FillPlan:
+    """What :func:`prepare` read: the range, the rig's animated curves, the known poses."""
+    req: FillRequest
+    action: object
+    first: int
+    last: int
+    fps: float
+    known: ib.Keyframes        # at the model's frame rate
+    key_frames: np.ndarray     # scene frames with keys of the constrained bones in the range
+    mapping: object
+    direct: bool               # the canonical skeleton itself
+    warnings: list = field(default_factory=list)
+    model: object = None
+    prompt: str = ""
+
+
+@dataclass
+class FillResult:
+    obj: object
+    action: object
+    first: int
+    last: int
+    user_keys: int
+    new_keys: int
+    key_frames: int
+    bones: int
+    model: str
+    timings: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    def message(self) -> str:
+        total = sum(self.timings.get(k, 0.0) for k in ("text", "sampling", "decoding", "writing"))
+        return (f"Filled frames {self.first}–{self.last} of '{self.action.name}' between "
+                f"{self.user_keys} keyed frames: {self.new_keys:,} keys on {self.key_frames} "
+                f"new frames, {self.bones} bones, with {self.model}, {total:.2f} s")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def fill_problem(obj) -> str | None:
+    """Why Fill Between cannot run on ``obj`` (None: it can)."""
+    if obj is None:
+        return "Select an armature with keys to fill between"
+    if obj.type != "ARMATURE":
+        return f"'{obj.name}' is not an armature: select an armature with keys"
+    adt = obj.animation_data
+    if adt is None or adt.action is None:
+        return f"'{obj.name}' has no action: key some poses first"
+    if actions.is_linked(adt.action):
+        return (f"Action '{adt.action.name}' is linked from a library and cannot be edited: "
+                "make it local first")
+    return None
+
+
+def _bone_curves(obj, channels):
+    """bone → {prop: [fcurves]} of the pose bones' transform curves."""
+    out = {}
+    for fc in channels.fcurves:
+        bone, prop = parse_data_path(fc.data_path)
+        if bone is None or prop is None or bone not in obj.pose.bones:
+            continue
+        out.setdefault(bone, {}).setdefault(prop, []).append(fc)
+    return out
+
+
+def _keys_in(curves, first, last):
+    frames = [fcurve_io.key_frames(fc) for fc in curves if len(fc.keyframe_points)]
+    if not frames:
+        return np.zeros(0)
+    f = np.unique(np.concatenate(frames))
+    return f[(f >= first - 1e-6) & (f <= last + 1e-6)]
+
+
+def prepare(req: FillRequest) -> FillPlan:
+    """Main thread: check everything and read the animation (raises InputError or
+    ModelPackageError; changes nothing)."""
+    from .generate import get_model
+
+    obj = req.obj
+    problem = fill_problem(obj)
+    if problem:
+        raise InputError(problem)
+    bl_rt.check_target(obj, "armature")
+    if obj.name not in bpy.context.scene.objects:
+        raise InputError(f"'{obj.name}' is not in the current scene")
+    if req.frame_range not in RANGES or req.bones not in ("ALL", "SELECTED") \
+            or req.key_mode not in KEY_MODES:
+        raise InputError("Unknown range, bones or keyframes option")
+    if not 0.0 < req.key_percent <= 100.0:
+        raise InputError("Keyframe percentage must be between 0 and 100")
+    action = obj.animation_data.action
+    channels = actions.channels_for(obj)
+    curves = _bone_curves(obj, channels)
+    all_curves = [fc for props in curves.values() for fcs in props.values() for fc in fcs]
+    if not any(len(fc.keyframe_points) for fc in all_curves):
+        raise InputError(f"Action '{action.name}' has no bone keys to fill between")
+    scene = bpy.context.scene
+    if req.frame_range == "SCENE":
+        first, last = ((scene.frame_preview_start, scene.frame_preview_end)
+                       if scene.use_preview_range else (scene.frame_start, scene.frame_end))
+    else:
+        first, last = fcurve_io.frame_range([fc for fc in all_curves if len(fc.keyframe_points)])
+    mapping = bl_rt.resolve_mapping(obj)
+    constrained = set(curves)
+    if req.bones == "SELECTED":
+        constrained = {b.name for b in obj.data.bones if b.select} & constrained
+        if not constrained:
+            raise InputError("No selected bone has keys: select the keyed bones to constrain, "
+                             "or constrain all keyed bones")
+    keyed = _keys_in([fc for b in constrained for fcs in curves[b].values() for fc in fcs],
+                     first, last)
+    if len(keyed) == 0:
+        raise InputError(f"No keys between frames {first} and {last}: key the poses to fill "
+                         "between, or change the range")
+    if len(keyed) == 1:
+        raise InputError(f"All the keys in frames {first}–{last} are on frame "
+                         f"{keyed[0]:g}: key at least two frames to fill between them")
+    fps = scene.render.fps / scene.render.fps_base
+    settings = RuntimeSettings(device=req.device, threads=int(req.threads or 0))
+    model = get_model(req.model, settings)
+    if model.package.kind != "smdm":
+        raise InputError(f"Fill Between needs an sMDM model; {model.package.label} is "
+                         f"{model.package.kind}: choose an sMDM model")
+    model.load()
+    source, _first, _label = bl_rt.source_from_armature(obj, (first, last), mapping)
+    q, x = rsolve.source_to_canonical(source)
+    q20, x20 = canon.resample(q, x, fps, model.fps)
+    N = len(q20)
+    to_model = lambda f: np.clip(np.round((np.asarray(f) - first) * model.fps / fps), 0,  # noqa: E731
+                                 N - 1).astype(np.int64)
+    joints = np.zeros((N, len(cv.JOINTS)), bool)
+    root = np.zeros(N, bool)
+    ends = [first, last]
+    for j, name in enumerate(cv.JOINTS):
+        bone = mapping.mapped.get(name)
+        if bone is None or bone not in constrained:
+            continue
+        kf = _keys_in([fc for fcs in curves[bone].values() for fc in fcs], first, last)
+        joints[to_model(np.r_[kf, ends]), j] = True
+        if name == "Hips":
+            root[to_model(np.r_[kf, ends])] = True
+    joints[to_model(ends)] = True  # the range's ends join what plays outside it
+    root[to_model(ends)] = True
+    known = ib.Keyframes(q20, x20, joints, root)
+    warnings = []
+    kr = np.flatnonzero(root)
+    if len(kr) > 1:
+        step = np.linalg.norm(np.diff(x20[kr][:, [0, 2]], axis=0), axis=1)
+        speed = step / (np.diff(kr) / model.fps)
+        if np.any(speed > TELEPORT_CM_S):
+            i = int(np.argmax(speed))
+            warnings.append(f"The keys at frames {first + kr[i] * fps / model.fps:.0f} and "
+                            f"{first + kr[i + 1] * fps / model.fps:.0f} are {step[i] / 100:.1f} m "
+                            f"apart ({speed[i] / 100:.0f} m/s): nobody moves that fast, the "
+                            "fill will look like a teleport")
+    plan = FillPlan(req=req, action=action, first=int(first), last=int(last), fps=fps,
+                    known=known, key_frames=keyed, mapping=mapping,
+                    direct=bl_rt._canonical_layout(obj) is not None, warnings=warnings,
+                    model=model, prompt=(req.prompt or "").strip())
+    model.check_request(plan.prompt or "-", N, req.steps, req.guidance, model.config["gamma"],
+                        1, req.key_percent / 100.0)
+    return plan
+
+
+def sample(plan: FillPlan, progress=None, cancel=None):
+    """Any thread: the model (raises ``errors.Cancelled`` on cancel)."""
+    req = plan.req
+    frac = None if req.key_mode == "MODEL" else req.key_percent / 100.0
+    return plan.model.fill(plan.known, plan.prompt, int(req.seed), steps=int(req.steps),
+                           guidance=float(req.guidance), key_fraction=frac,
+                           strength=float(req.strength), progress=progress, cancel=cancel)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _rig_values(plan: FillPlan, q, x):
+    """Canonical motion at the scene rate → {(data path, index): (F,) values} of the rig's
+    bones (the retargeting solver, as Retarget writes them)."""
+    obj = plan.req.obj
+    mapping = plan.mapping
+    reference = bl_rt.reference_pose(obj, mapping, bl_rt._reference_frame(obj, None))
+    rig = bl_rt.target_rig(obj, reference)
+    source = rsolve.SourceMotion.from_canonical(q, x, plan.fps)
+    sol = rsolve.solve(source, rig, mapping.bones, root=mapping.root,
+                       hold=bl_rt._held_bones(rig, mapping, reference))
+    out = {}
+    for bone, (quat, loc) in sol.keyed.items():
+        pb = obj.pose.bones[bone]
+        prop, vals = bl_rt._rotation_values(pb, quat_continuous(quat))
+        for i in range(vals.shape[1]):
+            out[(bone_data_path(bone, prop), i)] = (bone, prop, vals[:, i])
+        if loc is not None:
+            for i in range(3):
+                out[(bone_data_path(bone, "location"), i)] = (bone, "location", loc[:, i])
+    return out
+
+
+def _match_branch(vals, at, target, prop):
+    """Generated values of one channel shifted to the animator's branch at row ``at``
+    (quaternion sign is handled per bone; Euler angles by whole turns)."""
+    if prop == "rotation_euler":
+        return vals + 2.0 * np.pi * np.round((target - vals[at]) / (2.0 * np.pi))
+    return vals
+
+
+def _quat_signs(values, curves, rows_of, first):
+    """Flip a bone's generated quaternion (all four channels) to the hemisphere of the
+    animator's value at its first key in the range."""
+    cols = sorted(values)
+    q = np.stack([values[c] for c in cols], axis=1)
+    fcs = [curves.get(c) for c in cols]
+    if any(fc is None for fc in fcs):
+        return values
+    rows = rows_of(fcs[0])
+    if len(rows) == 0:
+        return values
+    f = first + rows[0]
+    user = np.array([fc.evaluate(f) for fc in fcs])
+    if user @ q[rows[0]] < 0:
+        q = -q
+    return {c: q[:, k] for k, c in enumerate(cols)}
+
+
+_KEY_PROPS2 = ("co", "handle_left", "handle_right")
+_KEY_PROPS1 = (("interpolation", np.int32), ("handle_left_type", np.int32),
+               ("handle_right_type", np.int32), ("easing", np.int32), ("type", np.int32),
+               ("back", np.float32), ("amplitude", np.float32), ("period", np.float32))
+
+
+def _read_keys(fc):
+    n = len(fc.keyframe_points)
+    out = {}
+    for p in _KEY_PROPS2:
+        b = np.empty(2 * n, np.float32)
+        fc.keyframe_points.foreach_get(p, b)
+        out[p] = b.reshape(n, 2)
+    for p, dt in _KEY_PROPS1:
+        b = np.empty(n, dt)
+        fc.keyframe_points.foreach_get(p, b)
+        out[p] = b
+    return out
+
+
+def _write_keys(fc, keys):
+    n = len(keys["co"])
+    fc.keyframe_points.clear()
+    fc.keyframe_points.add(n)
+    for p in _KEY_PROPS2:
+        fc.keyframe_points.foreach_set(p, np.ascontiguousarray(keys[p], np.float32).reshape(-1))
+    for p, dt in _KEY_PROPS1:
+        fc.keyframe_points.foreach_set(p, np.ascontiguousarray(keys[p], dt))
+    fc.update()
+    # update() recomputes automatic handles from the new neighbours: the animator's keys keep
+    # theirs exactly as they were
+    for p in ("handle_left", "handle_right"):
+        fc.keyframe_points.foreach_set(p, np.ascontiguousarray(keys[p], np.float32).reshape(-1))
+
+
+def _merged(old, frames, values, hl, hr):
+    """The animator's keys ``old`` plus new Bezier keys (FREE handles at a third of the
+    neighbouring intervals), sorted by frame."""
+    k = len(frames)
+    allf = np.sort(np.concatenate([old["co"][:, 0].astype(np.float64), frames]))
+
+    def gap(f, side):
+        i = np.searchsorted(allf, f)
+        nb = allf[np.clip(i + side, 0, len(allf) - 1)]
+        d = np.abs(nb - f)
+        return np.where(d > 0, d, 1.0) / 3.0
+
+    new = {"co": np.stack([frames, values], 1),
+           "handle_left": np.stack([frames - gap(frames, -1), hl], 1),
+           "handle_right": np.stack([frames + gap(frames, 1), hr], 1),
+           "interpolation": np.full(k, fcurve_io.INTERPOLATION_BEZIER, np.int32),
+           "handle_left_type": np.full(k, fcurve_io.HANDLE_TYPES["FREE"], np.int32),
+           "handle_right_type": np.full(k, fcurve_io.HANDLE_TYPES["FREE"], np.int32),
+           "easing": np.zeros(k, np.int32), "type": np.zeros(k, np.int32),
+           "back": np.full(k, 1.70158, np.float32), "amplitude": np.full(k, 0.8, np.float32),
+           "period": np.full(k, 4.1, np.float32)}
+    order = np.argsort(np.concatenate([old["co"][:, 0], frames]), kind="stable")
+    return {p: np.concatenate([old[p], new[p]])[order] for p in old}
+
+
+def apply(fill, plan: FillPlan) -> FillResult:
+    """Main thread: write the filled motion into the action, all or nothing."""
+    from .generate import _scene_keys, _to_scene_rate
+
+    t0 = time.perf_counter()
+    req = plan.req
+    obj = req.obj
+    problem = fill_problem(obj)
+    if problem:
+        raise InputError(problem)
+    if obj.animation_data.action != plan.action:
+        raise InputError(f"'{obj.name}' plays another action now: fill again")
+    first, last, fps = plan.first, plan.last, plan.fps
+    F = last - first + 1
+    q, x = fill.motions[0]
+    q, x = _to_scene_rate(q, x, fill.generation.fps, fps, F)
+    values = _rig_values(plan, q, x)
+    if req.key_mode == "MODEL":
+        write = np.array(_scene_keys(fill.keys[0], fill.generation.fps, fps, F, first))
+    else:
+        from ..inference import smdm_core as core
+
+        pos = canon.canonical_forward_kinematics(q, x)
+        areas = core.vw_areas(pos)
+        areas[np.round(plan.key_frames - first).astype(np.int64)] = np.inf
+        n = core.key_count(F, req.key_percent / 100.0)
+        write = first + core.keys_from_areas(areas, n).astype(np.float64)
+    channels = actions.channels_for(obj)
+    existing = {(fc.data_path, fc.array_index): fc for fc in channels.fcurves}
+    frames_dense = first + np.arange(F, dtype=np.float64)
+
+    def rows_of(fc):
+        kf = fcurve_io.key_frames(fc)
+        kf = kf[(kf >= first - 1e-6) & (kf <= last + 1e-6)]
+        return np.unique(np.round(np.r_[kf, first, last] - first).astype(np.int64))
+
+    by_bone = {}
+    for key, (bone, prop, vals) in values.items():
+        by_bone.setdefault((bone, prop), {})[key] = vals
+    planned = []  # (key, fcurve or None, bone, new frames, values, hl, hr)
+    for (bone, prop), chans in by_bone.items():
+        if prop == "rotation_quaternion":
+            chans = _quat_signs(chans, existing, rows_of, first)
+        for key, vals in chans.items():
+            fc = existing.get(key)
+            if fc is not None and len(fc.keyframe_points):
+                rows = rows_of(fc)
+                target = np.array([fc.evaluate(first + r) for r in rows])
+                vals = _match_branch(vals, rows[0], target[0], prop)
+                vals = ib.offset_blend(vals[:, None], rows, target[:, None])[:, 0]
+                have = np.round(fcurve_io.key_frames(fc)).astype(np.int64)
+            else:
+                have = np.zeros(0, np.int64)
+            new = np.setdiff1d(np.round(write).astype(np.int64), have)
+            if len(new) == 0:
+                continue
+            kidx = np.union1d(np.round(new - first).astype(np.int64),
+                              np.clip(np.setdiff1d(have, new) - first, 0, F - 1))
+            kidx = np.unique(np.r_[kidx, 0, F - 1])
+            kv, hl, hr = bezier.fit_free(frames_dense, vals, kidx)
+            pick = np.searchsorted(kidx, new - first)
+            planned.append((key, fc, bone, new.astype(np.float64), kv[pick], hl[pick], hr[pick]))
+    t_fit = time.perf_counter()
+    user_frames = len(plan.key_frames)
+    new_frames = set()
+    new_keys = 0
+    with Rollback() as rb:
+        for key, fc, bone, frames, kv, hl, hr in planned:
+            if fc is None:
+                fc = channels.new_fcurve(key[0], key[1], bone)
+                rb.restore(lambda fc=fc: channels.remove_fcurve(fc))
+                old = _read_keys(fc)
+            else:
+                old = _read_keys(fc)
+                rb.restore(lambda fc=fc, old=old: _write_keys(fc, old))
+            _write_keys(fc, _merged(old, frames, kv, hl, hr))
+            new_frames.update(frames.tolist())
+            new_keys += len(frames)
+    timings = dict(fill.timings)
+    timings["writing"] = time.perf_counter() - t0
+    timings["fitting"] = t_fit - t0
+    return FillResult(obj=obj, action=plan.action, first=first, last=last,
+                      user_keys=user_frames, new_keys=new_keys, key_frames=len(new_frames),
+                      bones=len({p[2] for p in planned}), model=fill.generation.model,
+                      timings=timings, warnings=list(plan.warnings))
+
+
+def fill_between(req: FillRequest, progress=None, cancel=None) -> FillResult:
+    """Blocking: :func:`prepare`, :func:`sample`, :func:`apply`."""
+    plan = prepare(req)
+    return apply(sample(plan, progress, cancel), plan)

@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fill Between on real Blender (the bpy wheel) with the shipped sMDM model: the canonical rig
+Generate Motion makes and a Mixamo-like rig keyed on a few frames (some bones only), the
+animator's keys bit-identical afterwards, Blender's evaluation exact at them, one undo step,
+and bad input reported with nothing changed."""
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import bl_fixtures as fx  # noqa: E402
+import test_retarget_core as core  # noqa: E402
+from test_bl_retarget import build  # noqa: E402
+from sparse_motion.blender import actions, bvh_io, fcurve_io  # noqa: E402
+from sparse_motion.blender import fill  # noqa: E402
+from sparse_motion.blender import retarget as bl_retarget  # noqa: E402
+from sparse_motion.blender.generate import CANONICAL_RIG_TAG  # noqa: E402
+from sparse_motion.blender.reduce import ReduceSettings  # noqa: E402
+from sparse_motion.errors import InputError  # noqa: E402
+from sparse_motion.motion import canonical as canon  # noqa: E402
+
+KEYS = (1, 31, 61, 91)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def addon():
+    with fx.addon_registered():
+        yield
+
+
+def keys_of(obj):
+    """Every key of the armature's action, every property: {(path, index): bytes per prop}."""
+    out = {}
+    for fc in actions.channels_for(obj).fcurves:
+        keys = fill._read_keys(fc)
+        out[(fc.data_path, fc.array_index)] = {p: np.asarray(v).copy() for p, v in keys.items()}
+    return out
+
+
+def user_keys_identical(before, after):
+    """The animator's keys (every property) are still there, bit for bit."""
+    for key, old in before.items():
+        new = after[key]
+        idx = np.searchsorted(new["co"][:, 0], old["co"][:, 0])
+        for p, v in old.items():
+            assert np.array_equal(new[p][idx], v), (key, p)
+
+
+def canonical_rig(fps=30, frames=KEYS):
+    fx.reset()
+    scene = bpy.context.scene
+    scene.render.fps = fps
+    q, x = core.procedural_walk(seconds=3.0, fps=fps)
+    res = bvh_io.import_bvh_result(canon.canonical_to_bvh(q, x, fps), scale=0.01,
+                                   reduce=ReduceSettings(mode="KEYS", key_frames=tuple(
+                                       float(f) for f in frames)),
+                                   frame_start=1, name="Poses", set_fps=False)
+    obj = res.obj
+    obj.data[CANONICAL_RIG_TAG] = True
+    key_whole_poses(obj, frames)
+    bpy.context.view_layer.objects.active = obj
+    return obj
+
+
+def key_whole_poses(obj, frames):
+    """Every curve keyed on ``frames`` (the animator keys whole poses; constant curves were
+    written as two keys)."""
+    for fc in actions.channels_for(obj).fcurves:
+        have = set(np.round(fcurve_io.key_frames(fc)).astype(int).tolist())
+        for f in sorted(set(frames) - have):
+            fc.keyframe_points.insert(f, fc.evaluate(f))
+        fc.update()
+
+
+def world_heads(obj, frames):
+    return fx.world_points(obj, frames)[:, 0::2]
+
+
+def test_canonical_rig_passes_through_the_keys_exactly():
+    obj = canonical_rig()
+    before = keys_of(obj)
+    at_keys = world_heads(obj, KEYS)
+    assert bpy.ops.sparse_motion.fill_between(seed=1) == {"FINISHED"}
+    after = keys_of(obj)
+    user_keys_identical(before, after)
+    frames = np.unique(np.concatenate([v["co"][:, 0] for v in after.values()]))
+    assert len(frames) > 2 * len(KEYS)  # new keys between
+    assert frames.min() == KEYS[0] and frames.max() == KEYS[-1]
+    # Blender's own evaluation at the animator's frames: unchanged (≤ 0.1 cm)
+    assert np.abs(world_heads(obj, KEYS) - at_keys).max() <= 0.1
+    # the motion between the keys moves, without jumps
+    dense = world_heads(obj, range(KEYS[0], KEYS[-1] + 1))
+    step = np.linalg.norm(np.diff(dense, axis=0), axis=-1).max()
+    assert step < 30.0  # cm per frame at 30 fps: no jump
+
+
+def test_undo_restores_exactly_and_one_step():
+    obj = canonical_rig()
+    bpy.ops.ed.undo_push(message="start")
+    snap = fx.snapshot()
+    bpy.ops.ed.undo_push(message="before fill")
+    assert bpy.ops.sparse_motion.fill_between(seed=2) == {"FINISHED"}
+    assert fx.snapshot() != snap
+    bpy.ops.ed.undo_push(message="Fill Between")
+    bpy.ops.ed.undo()
+    assert fx.snapshot() == snap
+
+
+def test_mixamo_rig_with_only_some_bones_keyed():
+    fx.reset()
+    bpy.context.scene.render.fps = 30
+    spec = core.RIGS["mixamo"]()
+    obj = build(spec)
+    q, x = core.procedural_walk(seconds=3.0, fps=30)
+    bl_retarget.retarget_motion_result(q, x, 30, obj, reduce=ReduceSettings(
+        mode="KEYS", key_frames=tuple(float(f) for f in KEYS)), resample=False)
+    key_whole_poses(obj, KEYS)
+    chans = actions.channels_for(obj)
+    arm = "mixamorig:LeftForeArm"
+    for fc in list(chans.fcurves):  # the animator keyed the legs and body, not the left arm
+        if f'"{arm}"' in fc.data_path:
+            chans.remove_fcurve(fc)
+    bpy.context.view_layer.objects.active = obj
+    before = keys_of(obj)
+    at_keys = world_heads(obj, KEYS)
+    res = fill.fill_between(fill.FillRequest(obj=obj, seed=0))
+    after = keys_of(obj)
+    user_keys_identical(before, after)
+    assert any(f'"{arm}"' in k[0] for k in after)  # the unkeyed bone is filled too
+    bones = [pb.name for pb in obj.pose.bones]
+    keep = [i for i, b in enumerate(bones) if b != arm and not b.startswith("mixamorig:LeftHand")]
+    got = world_heads(obj, KEYS)
+    assert np.abs(got[:, keep] - at_keys[:, keep]).max() <= 0.1
+    assert res.new_keys > 0 and "Filled frames 1–91" in res.message()
+
+
+def test_bad_input_changes_nothing():
+    obj = canonical_rig()
+    for fc in actions.channels_for(obj).fcurves:  # keys on frame 1 only
+        while len(fc.keyframe_points) > 1:
+            fc.keyframe_points.remove(fc.keyframe_points[-1])
+    snap = fx.snapshot()
+    with pytest.raises(InputError, match="on frame 1"):
+        fill.fill_between(fill.FillRequest(obj=obj))
+    assert fx.snapshot() == snap
+    # no keys in the range
+    bpy.context.scene.frame_start, bpy.context.scene.frame_end = 40, 60
+    obj2 = canonical_rig()
+    bpy.context.scene.frame_start, bpy.context.scene.frame_end = 40, 60
+    snap = fx.snapshot()
+    with pytest.raises(InputError, match="No keys between frames 40 and 60"):
+        fill.fill_between(fill.FillRequest(obj=obj2, frame_range="SCENE"))
+    assert fx.snapshot() == snap
+    # not an armature, and the operator says so
+    mesh = bpy.data.objects.new("Empty", None)
+    bpy.context.scene.collection.objects.link(mesh)
+    bpy.context.view_layer.objects.active = mesh
+    snap = fx.snapshot()
+    assert fill.fill_problem(mesh) == "'Empty' is not an armature: select an armature with keys"
+    assert not bpy.ops.sparse_motion.fill_between.poll()
+    with pytest.raises(InputError, match="not an armature"):
+        fill.fill_between(fill.FillRequest(obj=mesh))
+    assert fx.snapshot() == snap
+
+
+def test_linked_action_is_refused(tmp_path):
+    obj = canonical_rig()
+    lib = tmp_path / "lib.blend"
+    bpy.data.libraries.write(str(lib), {obj.animation_data.action})
+    with bpy.data.libraries.load(str(lib), link=True) as (src, dst):
+        dst.actions = ["Poses"]
+    linked = next(a for a in bpy.data.actions if a.library is not None)
+    obj.animation_data.action = linked
+    snap = fx.snapshot()
+    with pytest.raises(InputError, match="linked from a library"):
+        fill.fill_between(fill.FillRequest(obj=obj))
+    assert fx.snapshot() == snap
+
+
+def test_teleport_warns_and_still_fills():
+    obj = canonical_rig()
+    chans = actions.channels_for(obj)
+    fc = chans.find('pose.bones["Hips"].location', 0)
+    co = np.empty(2 * len(fc.keyframe_points), np.float32)
+    fc.keyframe_points.foreach_get("co", co)
+    co[-1] += 30.0  # the last key 30 m to the side
+    fc.keyframe_points.foreach_set("co", co)
+    fc.update()
+    res = fill.fill_between(fill.FillRequest(obj=obj))
+    assert any("teleport" in w for w in res.warnings) and res.new_keys > 0
