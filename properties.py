@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Settings shown in the N-panel, stored per scene."""
 import bpy
-from bpy.props import (EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
 
 REDUCE_MODES = [
     ("RATIO", "Keep Ratio", "Keep a fraction of the frames as keys"),
@@ -115,6 +115,11 @@ def generate_props():
                              default=50, min=1, max=100000, soft_min=10, soft_max=1000),
         "pace": EnumProperty(name="Pace", items=PACES, default="EVEN",
                              description="How the pelvis moves along a curve (MotionLCM)"),
+        "fit_path": BoolProperty(name="Fit to Path", default=True,
+                                 description="Bend the generated motion onto the path (its way "
+                                 "carried along the path, the body turned with it, planted feet "
+                                 "pinned again); off: only what the model's ControlNet makes of "
+                                 "the path"),
         "lcm_steps": EnumProperty(name="Steps", items=LCM_STEPS, default="4",
                                   description="MotionLCM consistency steps (more: slower, "
                                   "better)"),

@@ -69,6 +69,7 @@ class GenerateRequest:
     path_collection: object = None  # MotionLCM: a collection of empties keyed at frames
     path_points: object = None  # MotionLCM: a blender.paths.PathSource (batch rows)
     pace: str = "EVEN"          # a path: EVEN over the length, or PROMPT (the prompt's own)
+    fit_path: bool = True       # a path: bend the result onto it (motion.paths.fit_to_path)
     key_mode: str = "MODEL"     # the model's own keyframes, or PERCENT of the frames
     key_percent: float = 20.0
     handles: str = "FREE"
@@ -270,7 +271,7 @@ def sample(model: TextToMotionModel, req: GenerateRequest, frames: int, progress
     pc = req.path_control
     if pc is not None:
         if req.pace == "PROMPT" and pc.points is not None:
-            pc = _prompt_paced(model, req, frames, pc, cancel)
+            pc = req.path_control = _prompt_paced(model, req, frames, pc, cancel)
         extra = {"control": pc.control, "control_mask": pc.mask}
     gen = model.generate(req.prompt, frames, req.seed, results=req.results, progress=progress,
                          cancel=cancel, **model_options(model, req), **extra)
@@ -341,7 +342,10 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
     with Rollback() as rb:
         for r in range(R):
             q, x = gen.motion(r)
-            if req.path_control is not None:  # start at the path's start, facing along it
+            if req.path_control is not None:
+                if req.fit_path:
+                    q, x = _fitted(gen, r, req.path_control)
+                # start at the path's start, facing along it
                 q, x = req.path_control.placement.to_world(q, x)
             name = action_name(gen.text, gen.seed, r, R)
             q, x = _to_scene_rate(q, x, gen.fps, scene_fps, clip_frames(req.seconds, scene_fps))
@@ -375,7 +379,7 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
                 "prompt": gen.text, "seed": int(gen.seed), "result": r, "model": gen.model,
                 "steps": int(gen.steps), "guidance": float(gen.guidance),
                 "gamma": float(gen.gamma), "key_mode": req.key_mode, "fps": float(gen.fps),
-                "path": _path_label(req)}
+                "path": _path_label(req), "path_fit": bool(req.fit_path and req.path_control)}
             rr = res.reduce_result
             if rr is not None:
                 keys_total += rr.keys_after
@@ -403,6 +407,20 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
                           keys=keys_total, key_frames=key_frames, model=gen.model,
                           timings=timings, warnings=warnings, created_rig=created_rig,
                           path=_path_label(req))
+
+
+def _fitted(gen, r, pc):
+    """Result ``r`` bent onto the path it was asked to follow (``motion.paths.fit_to_path``),
+    then its planted feet pinned again where the bend moved them (the root stays on the
+    path: ``lock_feet(root=False)``)."""
+    from ..motion import footlock as _footlock
+    from ..motion import paths as _paths
+
+    q, x = _paths.fit_to_path(*gen.motion(r), pc, gen.fps)
+    if not gen.foot_lock:
+        return q, x
+    contacts = gen.features[r][:, _feat.feature_layout()["foot_contacts"]]
+    return _footlock.lock_feet(q, x, contacts=contacts, root=False)
 
 
 def _path_label(req) -> str:

@@ -15,6 +15,11 @@ direction to +Z (:class:`Placement`); the generated motion is then turned and mo
   given pace (fractions of the length per frame);
 * :func:`pace_of` — the pace of a motion (how far along its own way it is at each frame),
   for following a path at the pace the prompt gives instead of evenly;
+* :func:`fit_to_path` — bend a generated motion onto the path it was asked to follow (in
+  the generation frame), whatever the model made of the control: a path's centre line is
+  carried along the path at the asked pace and the body turned with the path's heading
+  (its own sway and its facing relative to its way kept: a sidestep stays a sidestep);
+  keyed points are hit at their frames by an offset interpolated between them;
 * :func:`keyed_control` — points at given frames (empties keyed at frames): followed at
   those frames only (sparse control); the first key must be the motion's first frame.
 
@@ -33,7 +38,8 @@ from ..errors import InputError
 from . import rotations as _rot
 
 __all__ = ["MAX_SPEED_CM_S", "MAX_DISTANCE_CM", "HEADING_CM", "Placement", "PathControl",
-           "path_control", "keyed_control", "arc_length_points", "check_points", "pace_of"]
+           "path_control", "keyed_control", "arc_length_points", "check_points", "pace_of",
+           "fit_to_path", "FIT_WINDOW_S"]
 
 #: The fastest a path may ask the pelvis to move, cm/s (8 m/s: a sprint; a walk is 1-2 m/s).
 MAX_SPEED_CM_S = 800.0
@@ -41,6 +47,9 @@ MAX_SPEED_CM_S = 800.0
 MAX_DISTANCE_CM = 1.0e5
 #: The path's initial direction: from its start to the point this far along it (cm).
 HEADING_CM = 25.0
+#: :func:`fit_to_path`: the moving average (seconds) that separates a motion's way from its
+#: sway, and smooths the path's turns.
+FIT_WINDOW_S = 0.75
 
 
 @dataclass
@@ -237,3 +246,65 @@ def keyed_control(points, frame_index, frames: int, fps: float, height: float, *
     world_target = np.where(mask[:, None], target, 0.0)
     return PathControl(_control(pl, world_target, mask, height), mask, pl, float(cum[-1]),
                        target, what)
+
+
+def _smooth(a, n: int):
+    """Moving average over ``n`` frames (odd), the ends extended by point reflection (a
+    straight line stays itself, up to its ends)."""
+    a = np.asarray(a, dtype=np.float64)
+    if n <= 1 or len(a) < 3:
+        return a.copy()
+    n = min(n, 2 * (len(a) // 2) - 1)
+    pad = [(n // 2, n // 2)] + [(0, 0)] * (a.ndim - 1)
+    p = np.pad(a, pad, mode="reflect", reflect_type="odd")
+    c = np.cumsum(np.concatenate([np.zeros((1,) + a.shape[1:]), p]), axis=0)
+    return (c[n:] - c[:-n]) / n
+
+
+def _headings(ground, min_step: float = 0.05) -> np.ndarray:
+    """Unwrapped heading ``atan2(dx, dz)`` of a ground trajectory ``(F, 2)`` per frame, held
+    where it barely moves (0, facing +Z, if it never does)."""
+    d = np.gradient(ground, axis=0) if len(ground) > 1 else np.zeros_like(ground)
+    ok = np.linalg.norm(d, axis=1) > min_step
+    if not ok.any():
+        return np.zeros(len(ground))
+    theta = np.full(len(ground), np.nan)
+    theta[ok] = np.arctan2(d[ok, 0], d[ok, 1])
+    idx = np.where(ok, np.arange(len(ground)), -1)
+    idx = np.maximum.accumulate(idx)
+    first = np.argmax(ok)
+    idx[idx < 0] = first
+    return np.unwrap(theta[idx])
+
+
+def fit_to_path(local_quats, root_translation, pc: PathControl, fps: float):
+    """Bend generated motion ``(q (F, J, 4), x (F, 3))`` in the generation frame onto
+    ``pc``'s trajectory (see the module docstring); returns new ``(q, x)``. Dense control:
+    the root's way (its moving average over :data:`FIT_WINDOW_S`) goes where ``pc.control``
+    is at each frame, its sway about the way is kept, turned with the path, and the root
+    rotation turned by the difference between the path's heading and the way's. Sparse
+    control: the root is moved by the offset to each followed point, interpolated between
+    them (held after the last)."""
+    q = np.array(local_quats, dtype=np.float64)
+    x = np.array(root_translation, dtype=np.float64)
+    F = len(x)
+    mask = np.asarray(pc.mask, dtype=bool)
+    target = np.asarray(pc.control, dtype=np.float64)[:, [0, 2]]
+    g = x[:, [0, 2]]
+    if not mask.all():
+        keys = np.flatnonzero(mask)
+        off = target[keys] - g[keys]
+        t = np.arange(F)
+        x[:, 0] += np.interp(t, keys, off[:, 0])
+        x[:, 2] += np.interp(t, keys, off[:, 1])
+        return q, x
+    n = max(3, int(round(FIT_WINDOW_S * float(fps))) | 1)
+    way = _smooth(g, n)
+    turn = _smooth(_headings(_smooth(target, n)) - _headings(way), n)
+    sway = g - way
+    c, s_ = np.cos(turn), np.sin(turn)
+    x[:, 0] = target[:, 0] + c * sway[:, 0] + s_ * sway[:, 1]
+    x[:, 2] = target[:, 1] - s_ * sway[:, 0] + c * sway[:, 1]
+    yaw = _rot.axis_angle_to_quat(np.stack([turn, np.zeros(F), np.ones(F), np.zeros(F)], 1))
+    q[:, 0] = _rot.quat_mul(yaw, q[:, 0])
+    return q, x

@@ -72,6 +72,7 @@ def _request(op, context):
         frame_start=op.frame_start, target=_target_from(context, op.target),
         path=_target_from(context, op.path, "curve or empty to follow"),
         path_collection=_collection_from(op.path_collection), pace=op.pace,
+        fit_path=op.fit_path,
         device=getattr(prefs, "device", "AUTO"), threads=int(getattr(prefs, "threads", 0) or 0))
 
 

@@ -94,6 +94,8 @@ def draw_follow_path(layout, settings):
         col.prop(settings, "gen_path_collection")
         if settings.gen_path_collection is None:
             problem = problem or "Pick a collection of empties keyed at frames"
+    if mode != "NONE":
+        col.prop(settings, "gen_fit_path")
     if problem:
         layout.label(text=problem, icon="INFO")
     return problem

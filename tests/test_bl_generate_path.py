@@ -170,45 +170,64 @@ def fcurve_frames(fc):
 # --------------------------------------------------------------------------- follow path
 
 
+def _even_targets(ground, F):
+    """Where the pelvis should be at each of ``F`` frames: evenly along ``ground`` by arc
+    length."""
+    cum = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(ground, axis=0), axis=1))])
+    s = np.linspace(0, cum[-1], F)
+    return np.stack([np.interp(s, cum, ground[:, 0]), np.interp(s, cum, ground[:, 1])], 1), cum
+
+
+def _placed_without_path(req, F, seed):
+    """The same request without the path (ground cm in Blender's axes, m), placed like the
+    path's result: what the ControlNet and the fit add."""
+    free = gen.get_model(LCM).generate(PROMPT, F, seed, steps=2)
+    _q, x = req.path_control.placement.to_world(*free.motion(0))
+    return np.stack([x[:, 0], -x[:, 2]], axis=1) / 100.0
+
+
+#: A quarter circle of radius 1.5 m (2.36 m) from its start heading +X to its end heading +Y.
+QUARTER = [(0, 0, 1.5), (0.75, 0.2, 1.5), (1.3, 0.75, 1.5), (1.5, 1.5, 1.5)]
+
+
 @pytest.mark.parametrize("kind", ["BEZIER", "NURBS", "POLY"])
 def test_pelvis_follows_the_curves_ground_projection(kind):
     fx.reset()
     bpy.context.scene.render.fps = 20
-    # a gentle arc of about 2.3 m that starts at (2, 1) heading +X, drawn 1.5 m up in the air
-    # (its ground projection is followed), over 3 s: ~0.8 m/s, the tiny model's walking pace
-    pts = [(0, 0, 1.5), (0.9, 0.1, 1.5), (1.7, 0.45, 1.5), (2.1, 0.9, 1.5)]
-    curve = make_curve("Path", pts, kind, location=(2, 1, 0))
-    req = request(seconds=3.0, path=curve, seed=0)
-    res = gen.generate(req)
-    assert res.path == "Curve 'Path'" and "along Curve 'Path'" in res.message()
-    F = res.frames
-    hips = hips_world(res.obj, np.arange(1, F + 1))[:, :2]
+    # drawn 1.5 m up in the air (its ground projection is followed) from (2, 1), over 3 s:
+    # ~0.8 m/s, the tiny model's walking pace
+    curve = make_curve("Path", QUARTER, kind, location=(2, 1, 0))
     ground = _curve_ground(curve)
+    F = 60
+    target, cum = _even_targets(ground, F)
+    rows = {}
+    for fit in (True, False):
+        req = request(seconds=3.0, path=curve, seed=0, fit_path=fit)
+        res = gen.generate(req)
+        assert res.path == "Curve 'Path'" and "along Curve 'Path'" in res.message()
+        assert res.frames == F and res.actions[0]["sparse_motion"]["path_fit"] == fit
+        hips = hips_world(res.obj, np.arange(1, F + 1))[:, :2]
+        rows["fitted" if fit else "ControlNet only"] = hips
+    rows["without the path"] = _placed_without_path(req, F, 0)
+    print(f"\n{kind} quarter circle, {cum[-1]:.2f} m in 3 s (cm):")
+    for name, hips in rows.items():
+        d_curve = polyline_distance(hips, ground) * 100
+        d_target = np.linalg.norm(hips - target, axis=1) * 100
+        print(f"  {name:>16}: to the curve mean {d_curve.mean():5.1f} max {d_curve.max():5.1f}; "
+              f"to the even-pace point mean {d_target.mean():5.1f} max {d_target.max():5.1f}; "
+              f"end {d_target[-1]:5.1f}")
+    hips = rows["fitted"]
     d_curve = polyline_distance(hips, ground) * 100
-    # the even pace: where the pelvis should be at each frame, by arc length
-    cum = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(ground, axis=0), axis=1))])
-    s = np.linspace(0, cum[-1], F)
-    target = np.stack([np.interp(s, cum, ground[:, 0]), np.interp(s, cum, ground[:, 1])], 1)
     d_target = np.linalg.norm(hips - target, axis=1) * 100
-    head = hips[15] - hips[0]
-    head = head / np.linalg.norm(head)  # where it sets off (the path starts along +X)
-    print(f"\n{kind}: pelvis to the curve's ground projection mean {d_curve.mean():.1f} cm, "
-          f"max {d_curve.max():.1f} cm; to the even-pace point mean {d_target.mean():.1f} cm, "
-          f"max {d_target.max():.1f} cm; start {d_target[0]:.1f} cm; end {d_target[-1]:.1f} "
-          f"cm; sets off towards {head.round(2)} (path: +X); path {cum[-1]:.2f} m")
-    # the same request without the path, placed the same way (what the ControlNet adds)
-    free = gen.get_model(LCM).generate(PROMPT, F, 0, steps=2)
-    _q, x = req.path_control.placement.to_world(*free.motion(0))
-    free_hips = np.stack([x[:, 0], -x[:, 2]], axis=1) / 100.0  # canonical cm -> Blender m
-    d_free = polyline_distance(free_hips, ground) * 100
-    print(f"{kind}: without the path (same walk, placed at its start facing along it) "
-          f"mean {d_free.mean():.1f} cm, max {d_free.max():.1f} cm")
-    assert d_curve.mean() <= d_free.mean() + 3.0  # the control does not make it worse
-    assert d_target[0] < 8.0           # starts at the path's start (placed exactly there)
-    assert head[0] > 0.8               # sets off along the path (+X), not the model's -Y
-    # the tiny model walks its own pace and the ControlNet bends it weakly: loose bars
-    assert d_curve.mean() < 40.0 and d_curve.max() < 90.0
-    assert d_target[-1] < 120.0
+    assert d_target[0] < 8.0                      # starts at the path's start
+    assert d_curve.mean() < 6.0 and d_curve.max() < 15.0
+    assert d_target.mean() < 8.0 and d_target.max() < 20.0
+    set_off = (hips[12] - hips[0]) / np.linalg.norm(hips[12] - hips[0])
+    arrive = (hips[-1] - hips[-13]) / np.linalg.norm(hips[-1] - hips[-13])
+    assert set_off[0] > 0.9 and arrive[1] > 0.8   # along the path: +X, then +Y
+    # what the tiny ControlNet alone does is loose: it must not be far off a plain walk
+    free = polyline_distance(rows["without the path"], ground).mean()
+    assert polyline_distance(rows["ControlNet only"], ground).mean() < free + 0.1
 
 
 def test_pace_from_the_prompt():
@@ -222,7 +241,7 @@ def test_pace_from_the_prompt():
     d = polyline_distance(b, _curve_ground(curve)) * 100
     print(f"\npace from the prompt: pelvis to the curve mean {d.mean():.1f} cm; differs from "
           f"the even pace by up to {np.abs(a - b).max() * 100:.1f} cm")
-    assert np.linalg.norm(b[0]) * 100 < 8.0 and d.mean() < 40.0
+    assert np.linalg.norm(b[0]) * 100 < 8.0 and d.mean() < 6.0
     with pytest.raises(Exception, match="Pace must be one of"):
         gen.generate(request(path=curve, pace="FAST"))
 
@@ -249,27 +268,28 @@ def test_empties_are_reached_at_their_key_frames():
     fx.reset()
     scene = bpy.context.scene
     scene.render.fps = 20
-    keys = {1: (-1.0, 0.5, 0.0), 30: (-1.0, -0.6, 0.0), 60: (-0.8, -1.7, 0.0)}
+    keys = {1: (-1.0, 0.5, 0.0), 30: (-1.0, -0.6, 0.0), 60: (-0.3, -1.5, 0.0)}
     coll = keyed_empties("Waypoints", keys)
     scene.frame_set(17)
     before = counts()
-    req = request(seconds=3.0, path_collection=coll, seed=2)
-    res = gen.generate(req)
-    assert scene.frame_current == 17  # reading the empties at their frames put it back
     frames = sorted(keys)
-    hips = hips_world(res.obj, frames)[:, :2]
     want = np.array([keys[f][:2] for f in frames])
-    d = np.linalg.norm(hips - want, axis=1) * 100
-    # the same request without the empties, placed the same way (what the ControlNet adds)
-    free = gen.get_model(LCM).generate(PROMPT, 60, 2, steps=2)
-    _q, x = req.path_control.placement.to_world(*free.motion(0))
-    free_hips = np.stack([x[:, 0], -x[:, 2]], axis=1)[np.array(frames) - 1] / 100.0
-    d_free = np.linalg.norm(free_hips - want, axis=1) * 100
-    print(f"\nempties at frames {frames}: pelvis distance {np.round(d, 1)} cm (without the "
-          f"empties, placed the same way: {np.round(d_free, 1)} cm)")
-    assert d[0] < 8.0
-    assert d.max() < 60.0
-    assert len(bpy.data.objects) == before[0] + 1  # the rig; the empties untouched
+    dist = {}
+    for fit in (True, False):
+        req = request(seconds=3.0, path_collection=coll, seed=2, fit_path=fit)
+        res = gen.generate(req)
+        assert scene.frame_current == 17  # reading the empties at their frames put it back
+        hips = hips_world(res.obj, frames)[:, :2]
+        dist[fit] = np.linalg.norm(hips - want, axis=1) * 100
+        scene.frame_set(17)
+    free = _placed_without_path(req, 60, 2)[np.array(frames) - 1]
+    d_free = np.linalg.norm(free - want, axis=1) * 100
+    print(f"\nempties at frames {frames}: pelvis distance fitted {np.round(dist[True], 1)} cm, "
+          f"ControlNet only {np.round(dist[False], 1)} cm, without the empties (placed the "
+          f"same way) {np.round(d_free, 1)} cm")
+    assert dist[True].max() < 3.0
+    assert dist[False][0] < 8.0
+    assert len(bpy.data.objects) == before[0] + 2  # two rigs; the empties untouched
 
 
 def test_a_path_onto_a_moved_canonical_target_rig():
@@ -287,7 +307,7 @@ def test_a_path_onto_a_moved_canonical_target_rig():
     print(f"\nmoved target rig: pelvis to the curve mean {d.mean():.1f} cm, max {d.max():.1f} cm, "
           f"start {np.linalg.norm(hips[0]) * 100:.1f} cm from the path's start")
     assert np.linalg.norm(hips[0]) * 100 < 8.0
-    assert d.mean() < 40.0
+    assert d.mean() < 6.0 and d.max() < 15.0
 
 
 # --------------------------------------------------------------------------- bad input
@@ -388,6 +408,6 @@ def test_batch_rows_follow_json_points_and_a_curve_in_a_blend(tmp_path):
         d = polyline_distance(hips, ground) * 100
         print(f"\nbatch row '{name}': pelvis to the path mean {d.mean():.1f} cm, "
               f"max {d.max():.1f} cm")
-        assert np.linalg.norm(hips[0]) * 100 < 8.0 and d.mean() < 40.0
+        assert np.linalg.norm(hips[0]) * 100 < 8.0 and d.mean() < 6.0
     fx.reset()
     fx.ensure_registered()

@@ -73,3 +73,32 @@ def test_the_pace_of_a_motion():
     np.testing.assert_allclose(pace[30], 0.5) and np.testing.assert_allclose(pace[-1], 1.0)
     pos[:, 0, 2] = np.linspace(0.0, 5.0, F)  # hardly moves: no pace of its own
     assert paths.pace_of(pos) is None
+
+
+def test_fit_bends_a_straight_walk_onto_the_path_and_turns_the_body():
+    F = 60
+    t = np.arange(F)
+    x = np.zeros((F, 3))
+    x[:, 2], x[:, 0], x[:, 1] = 4.0 * t, 3.0 * np.sin(t / 3.0), 93.0  # +Z with a 3 cm sway
+    q = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (F, 21, 1))
+    ang = np.linspace(0, np.pi / 2, 40)  # a quarter circle: +Z at the start, +X at the end
+    pts = np.stack([200 - 200 * np.cos(ang), np.zeros(40), 200 * np.sin(ang)], 1)
+    pc = paths.path_control(pts, F, 20.0, 93.0)
+    q2, x2 = paths.fit_to_path(q, x, pc, 20.0)
+    d = np.linalg.norm(x2[:, [0, 2]] - pc.control[:, [0, 2]], axis=1)
+    assert d.mean() < 3.0 and d.max() < 8.0  # the sway is kept (3 cm), the way is on the path
+    np.testing.assert_allclose(x2[:, 1], 93.0)
+    facing = rot.quat_rotate(q2[:, 0], [0.0, 0.0, 1.0])
+    assert facing[0, 2] > 0.99 and facing[-1, 0] > 0.9  # turned with the path
+    # a straight path at the walk's own pace: hardly anything to bend (what the moving
+    # average leaves of the sway in the way)
+    straight = paths.path_control(np.array([[0.0, 0, 0], [0.0, 0, 4.0 * (F - 1)]]), F, 20.0,
+                                  93.0)
+    q3, x3 = paths.fit_to_path(q, x, straight, 20.0)
+    assert np.abs(x3 - x).max() < 3.0
+    assert rot.quat_rotate(q3[:, 0], [0.0, 0.0, 1.0])[:, 2].min() > 0.98  # within 11 degrees
+    # keyed points: hit exactly at their frames, the offset interpolated between them
+    k = paths.keyed_control(pts[[0, 20, 39]], [0, 30, 59], F, 20.0, 93.0)
+    _q4, x4 = paths.fit_to_path(q, x, k, 20.0)
+    np.testing.assert_allclose(x4[[0, 30, 59]][:, [0, 2]], k.control[[0, 30, 59]][:, [0, 2]],
+                               atol=1e-9)
