@@ -12,7 +12,7 @@ For each held-out clip of the dataset's test split (``~/.cache/sparse_motion/dat
 frames (and the last frame) and the frames between are rebuilt by
 
 * **fill** — ``SmdmModel.fill`` with the shipped sMDM default (imputation in the loop, no
-  prompt, ``--steps``, ``--strength``), the known poses full body with the root;
+  prompt, ``--steps``, ``--strength`` 0.5 as Fill Between), the known poses full body with the root;
 * **bezier** — Blender's default interpolation of the same keys: every channel (quaternion
   components, root location) a Bezier curve with auto-clamped handles (tangent from the
   neighbouring keys, flat at extrema and at the ends), quaternions normalised;
@@ -105,7 +105,8 @@ def main(argv=None):
     ap.add_argument("--min-frames", type=int, default=80)
     ap.add_argument("--gaps", type=int, nargs="+", default=[5, 15, 30, 60])
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--strength", type=float, default=1.0)
+    ap.add_argument("--strength", type=float, default=0.5,
+                    help="start from the Bezier in-betweens noised to this (1: pure noise)")
     ap.add_argument("--key-fraction", type=float, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)

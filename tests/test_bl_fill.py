@@ -106,17 +106,19 @@ def test_undo_restores_exactly_and_one_step():
     assert fx.snapshot() == snap
 
 
-def test_mixamo_rig_with_only_some_bones_keyed():
+@pytest.mark.parametrize("key", ["mixamo", "rigify"])
+def test_own_rig_with_only_some_bones_keyed(key):
     fx.reset()
     bpy.context.scene.render.fps = 30
-    spec = core.RIGS["mixamo"]()
+    spec = core.RIGS[key]()
     obj = build(spec)
     q, x = core.procedural_walk(seconds=3.0, fps=30)
     bl_retarget.retarget_motion_result(q, x, 30, obj, reduce=ReduceSettings(
         mode="KEYS", key_frames=tuple(float(f) for f in KEYS)), resample=False)
     key_whole_poses(obj, KEYS)
     chans = actions.channels_for(obj)
-    arm = "mixamorig:LeftForeArm"
+    arm = spec.expect["LowerArm_L"]
+    hand = spec.expect["Hand_L"]
     for fc in list(chans.fcurves):  # the animator keyed the legs and body, not the left arm
         if f'"{arm}"' in fc.data_path:
             chans.remove_fcurve(fc)
@@ -128,7 +130,8 @@ def test_mixamo_rig_with_only_some_bones_keyed():
     user_keys_identical(before, after)
     assert any(f'"{arm}"' in k[0] for k in after)  # the unkeyed bone is filled too
     bones = [pb.name for pb in obj.pose.bones]
-    keep = [i for i, b in enumerate(bones) if b != arm and not b.startswith("mixamorig:LeftHand")]
+    keyed = {k[0].split('"')[1] for k in before if k[0].startswith("pose.bones")}
+    keep = [i for i, b in enumerate(bones) if b in keyed and b not in (arm, hand)]
     got = world_heads(obj, KEYS)
     assert np.abs(got[:, keep] - at_keys[:, keep]).max() <= 0.1
     assert res.new_keys > 0 and "Filled frames 1–91" in res.message()
@@ -188,3 +191,24 @@ def test_teleport_warns_and_still_fills():
     fc.update()
     res = fill.fill_between(fill.FillRequest(obj=obj))
     assert any("teleport" in w for w in res.warnings) and res.new_keys > 0
+
+
+def test_panel_and_cancel_change_nothing():
+    from sparse_motion.operators.jobs import Job
+    from sparse_motion.panels.motion_panel import SPARSEMOTION_PT_fill
+
+    obj = canonical_rig()
+    drawn = fx.draw_panel(SPARSEMOTION_PT_fill)
+    assert ("operator", "sparse_motion.fill_between") in drawn
+    assert ("prop", "fill_bones") in drawn and ("prop", "fill_prompt") in drawn
+    snap = fx.snapshot()
+    plan = fill.prepare(fill.FillRequest(obj=obj, prompt="a person walks"))
+    job = Job(lambda progress, cancel: fill.sample(plan, progress, cancel))
+    job.cancel()
+    job.start().wait(60)
+    assert job.cancelled and job.generation is None
+    assert fx.snapshot() == snap
+    bpy.ops.object.select_all(action="DESELECT")
+    bpy.context.view_layer.objects.active = None
+    labels = [v for k, v in fx.draw_panel(SPARSEMOTION_PT_fill) if k == "label"]
+    assert "Select an armature with keys to fill between" in labels
