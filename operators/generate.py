@@ -105,6 +105,10 @@ class SPARSEMOTION_OT_generate_motion(JobOperator, bpy.types.Operator):
         layout.use_property_split = True
         layout.prop(self, "prompt")
         draw_generate_options(layout, self)
+        if self.path or self.path_collection:  # Follow path (MotionLCM)
+            layout.prop(self, "path" if self.path else "path_collection")
+            for name in ("pace", "fit_path"):
+                layout.prop(self, name)
 
     def execute(self, context):
         from ..blender.generate import generate

@@ -139,6 +139,7 @@ def test_understood_as_works_for_the_selected_motionlcm_model():
 def test_motionlcm_generation_writes_sparse_keys():
     fx.reset()
     bpy.context.scene.render.fps = 20
+    gen.get_model(LCM).load()  # timed below without the loading
     times = []
     for steps in (1, 2, 4):
         t0 = time.perf_counter()
@@ -152,8 +153,13 @@ def test_motionlcm_generation_writes_sparse_keys():
         assert kf[0] == 1 and kf[-1] == 60 and len(kf) <= 0.25 * 60
         meta = action["sparse_motion"]
         assert meta["steps"] == steps and meta["model"].startswith(LCM) and meta["path"] == ""
-    print(f"\nMotionLCM tiny, 3 s (60 frames), end to end (generate + write keys): "
-          f"1/2/4 steps {times[0]:.3f} / {times[1]:.3f} / {times[2]:.3f} s")
+    curve = make_curve("Path", QUARTER, "BEZIER")
+    t0 = time.perf_counter()
+    gen.generate(request(lcm_steps=4, path=curve))
+    t_path = time.perf_counter() - t0
+    print(f"\nMotionLCM tiny, 3 s (60 frames), end to end (text, sampling, decoding, keys "
+          f"written; model loaded): 1/2/4 steps {times[0]:.3f} / {times[1]:.3f} / "
+          f"{times[2]:.3f} s; 4 steps along a curve (read, control, fit) {t_path:.3f} s")
     # through the operator (one undo step), the MotionLCM steps as an enum
     n = len(bpy.data.actions)
     assert bpy.ops.sparse_motion.generate_motion(prompt=PROMPT, seconds=2, model=LCM,
