@@ -109,6 +109,10 @@ def main(argv=None):
                     help="start from the Bezier in-betweens noised to this (1: pure noise)")
     ap.add_argument("--key-fraction", type=float, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--caption", action="store_true",
+                    help="give the model the clip's own first caption as the prompt (a side "
+                    "figure: the protocol has no prompt)")
+    ap.add_argument("--no-foot-lock", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the numbers here")
     a = ap.parse_args(argv)
@@ -134,8 +138,9 @@ def main(argv=None):
             qs, xs = slerp_fill(q, x, keys)
             known = ib.Keyframes.full(qb, xb, keys)  # between the keys: what Blender plays
             known.quats[keys], known.root[keys] = q[keys], x[keys]
-            res = model.fill(known, "", seed=a.seed, steps=a.steps, strength=a.strength,
-                             key_fraction=a.key_fraction)
+            res = model.fill(known, d.clip(i)["captions"][0] if a.caption else "", seed=a.seed,
+                             steps=a.steps, strength=a.strength, key_fraction=a.key_fraction,
+                             foot_lock=not a.no_foot_lock)
             out = {"fill": positions(*res.motions[0]), "bezier": positions(qb, xb),
                    "slerp": positions(qs, xs)}
             inner = np.setdiff1d(np.arange(N), keys)
