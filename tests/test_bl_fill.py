@@ -106,12 +106,15 @@ def test_undo_restores_exactly_and_one_step():
     assert fx.snapshot() == snap
 
 
-@pytest.mark.parametrize("key", ["mixamo", "rigify"])
+@pytest.mark.parametrize("key", ["mixamo", "rigify", "mixamo-euler"])
 def test_own_rig_with_only_some_bones_keyed(key):
     fx.reset()
     bpy.context.scene.render.fps = 30
-    spec = core.RIGS[key]()
+    spec = core.RIGS[key.split("-")[0]]()
     obj = build(spec)
+    if key.endswith("euler"):
+        for pb in obj.pose.bones:
+            pb.rotation_mode = "YXZ"
     q, x = core.procedural_walk(seconds=3.0, fps=30)
     bl_retarget.retarget_motion_result(q, x, 30, obj, reduce=ReduceSettings(
         mode="KEYS", key_frames=tuple(float(f) for f in KEYS)), resample=False)
@@ -212,3 +215,19 @@ def test_panel_and_cancel_change_nothing():
     bpy.context.view_layer.objects.active = None
     labels = [v for k, v in fx.draw_panel(SPARSEMOTION_PT_fill) if k == "label"]
     assert "Select an armature with keys to fill between" in labels
+
+
+def test_scene_range_fills_inside_it_only():
+    obj = canonical_rig()
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 20, 80
+    before = keys_of(obj)
+    at = world_heads(obj, [20, 31, 61, 80])
+    res = fill.fill_between(fill.FillRequest(obj=obj, frame_range="SCENE", seed=4))
+    after = keys_of(obj)
+    user_keys_identical(before, after)
+    new = np.setdiff1d(np.unique(np.concatenate([v["co"][:, 0] for v in after.values()])),
+                       np.unique(np.concatenate([v["co"][:, 0] for v in before.values()])))
+    assert len(new) and new.min() >= 20 and new.max() <= 80
+    assert np.abs(world_heads(obj, [20, 31, 61, 80]) - at).max() <= 0.1  # joins what plays
+    assert res.first == 20 and res.last == 80
