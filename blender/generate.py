@@ -195,14 +195,15 @@ def model_options(model, req: GenerateRequest) -> dict:
     return {"steps": int(req.steps), "guidance": float(req.guidance), "gamma": float(req.gamma)}
 
 
-def path_units(target, mapping=None) -> float:
-    """Armature units per canonical cm where the motion lands on ``target`` (None: the rig
-    Generate Motion creates, or one it made earlier: 0.01, metres)."""
+def path_placement(target, mapping=None):
+    """``(a, B)``: where canonical motion lands in ``target``'s armature space (see
+    :func:`.paths.world_to_canonical`); None for the rig Generate Motion creates, or one it
+    made earlier (written directly, the BVH axes at 0.01 m per cm)."""
     if target is None or target.data.get(CANONICAL_RIG_TAG):
-        return 0.01
-    from .retarget import armature_units_per_cm
+        return None
+    from .retarget import canonical_placement
 
-    return armature_units_per_cm(target, mapping)
+    return canonical_placement(target, mapping)
 
 
 def path_problem(model) -> str | None:
@@ -228,7 +229,7 @@ def _path_control(model, req: GenerateRequest, frames: int):
     scene = bpy.context.scene
     return paths.control_for(source, frames, model.fps, height, frame_start=req.frame_start,
                              scene_fps=scene.render.fps / scene.render.fps_base,
-                             obj=req.target, units_per_cm=path_units(req.target, req.mapping))
+                             obj=req.target, placement=path_placement(req.target, req.mapping))
 
 
 def prepare(req: GenerateRequest) -> tuple[TextToMotionModel, str, int]:

@@ -14,10 +14,11 @@ JSON → world points in canonical coordinates (cm, Y up) → :mod:`..motion.pat
 * **Points** (batch rows): ``[[x, y, z], ...]`` world metres, a path; or ``{"points":
   [...], "frames": [...]}``: points at scene frames (sparse, like empties).
 
-The world is carried into the armature's space (its object transform undone) and into the
-canonical axes (BVH convention, :data:`.bvh_io.C`) at the rig's size (armature units per
-cm: 0.01 for the rig Generate Motion creates), so the pelvis lands on the path whatever
-the armature's placement.
+The world is carried into the armature's space (its object transform undone) and from there
+into canonical coordinates the way the motion will land there (the rig Generate Motion
+creates: the BVH axes :data:`.bvh_io.C` at 0.01 m per cm; another rig: the retargeting's own
+placement, :func:`.retarget.canonical_placement`), so the pelvis lands on the path whatever
+the armature's placement, size and axes.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..motion import paths as _paths
-from .bvh_io import C_INV
+from .bvh_io import C
 
 __all__ = ["PathSource", "path_source", "points_from_json", "world_to_canonical",
            "control_for"]
@@ -225,26 +226,29 @@ def points_from_json(value) -> PathSource:
     return PathSource("The path", pts, frames)
 
 
-def world_to_canonical(points, obj=None, units_per_cm: float = 0.01) -> np.ndarray:
-    """World metres (Blender, Z up) → the canonical coordinates of ``obj``'s armature space
-    (cm, Y up; ``obj`` None: the rig Generate Motion creates, at the world origin)."""
+def world_to_canonical(points, obj=None, placement=None) -> np.ndarray:
+    """World metres (Blender, Z up) → canonical coordinates (cm, Y up) where the motion
+    lands on ``obj``: its armature space (object transform undone; ``obj`` None: the world)
+    is ``a + B · x`` for canonical ``x`` (``placement = (a, B)``; None: the rig Generate
+    Motion creates, ``a = 0``, ``B`` = 0.01 × the BVH axes :data:`.bvh_io.C`)."""
     p = np.asarray(points, dtype=np.float64)
     if obj is not None:
         inv = np.linalg.inv(np.array(obj.matrix_world, dtype=np.float64))
         p = p @ inv[:3, :3].T + inv[:3, 3]
-    return (p @ C_INV.T) / float(units_per_cm)
+    a, B = placement if placement is not None else (np.zeros(3), 0.01 * C)
+    return np.linalg.solve(B, (p - a).T).T
 
 
 def control_for(source: PathSource, frames: int, fps: float, height: float, *,
-                frame_start: int = 1, scene_fps: float = 24.0, obj=None,
-                units_per_cm: float = 0.01, pace=None) -> _paths.PathControl:
+                frame_start: int = 1, scene_fps: float = 24.0, obj=None, placement=None,
+                pace=None) -> _paths.PathControl:
     """The control trajectory for ``source`` over ``frames`` model frames at ``fps`` (the
     pelvis at ``height`` cm); keyed scene frames are mapped to model frames through the
     motion's start frame and the two frame rates."""
     label = source.label
     if not np.isfinite(source.points).all():
         raise InputError(f"{label} has points that are not numbers (NaN or infinite)")
-    pts = world_to_canonical(source.points, obj, units_per_cm)
+    pts = world_to_canonical(source.points, obj, placement)
     if source.frames is None:
         return _paths.path_control(pts, frames, fps, height, pace=pace, what=label)
     idx = np.round((source.frames - frame_start) * fps / scene_fps)

@@ -174,22 +174,23 @@ def canonical_scale(obj, mapping):
     return _canonical_layout(obj, check_offsets=not obj.data.get(CANONICAL_RIG_TAG))
 
 
-def armature_units_per_cm(obj, mapping=None) -> float:
-    """How far the retargeting moves ``obj``'s hips (armature units) per cm the canonical
-    hips move: the canonical skeleton's own scale (:func:`canonical_scale`), else the ratio
-    of its legs to the canonical T-pose's (the solver's ``k``), measured in its reference
-    pose."""
+def canonical_placement(obj, mapping=None):
+    """Where retargeting canonical motion onto ``obj`` puts the hips: ``(a (3,), B (3, 3))``
+    with the armature-space hip centre ``a + B · x`` for the canonical Hips at ``x`` (cm, Y
+    up). The solver's own placement (its reference pose, leg ratio and body frames), read off
+    by retargeting four T-pose frames at the origin and 100 cm along each axis."""
     mapping = resolve_mapping(obj, mapping)
-    s = canonical_scale(obj, mapping)
-    if s:
-        return float(s)
-    rig = target_rig(obj, reference_pose(obj, mapping, _reference_frame(obj, None)))
-    pos, present = np.zeros((len(cv.JOINTS), 3)), np.zeros(len(cv.JOINTS), bool)
-    for j, b in mapping.mapped.items():
-        if j in cv.INDEX and b in rig.index:
-            pos[cv.INDEX[j]], present[cv.INDEX[j]] = rig.ref_heads[rig.index[b]], True
-    return rsolve._leg_length(pos, present) / rsolve._leg_length(cv.tpose()[2],
-                                                                np.ones(len(cv.JOINTS), bool))
+    reference = reference_pose(obj, mapping, _reference_frame(obj, None))
+    rig = target_rig(obj, reference)
+    x = np.zeros((4, 3))
+    x[:, 1] = cv.TPOSE_HIPS_HEIGHT
+    x[1:] += 100.0 * np.eye(3)
+    q = np.repeat(np.asarray(cv.TPOSE_LOCAL_QUATS, dtype=np.float64)[None], 4, axis=0)
+    sol = rsolve.solve(rsolve.SourceMotion.from_canonical(q, x, 20.0), rig, mapping.bones,
+                       root=mapping.root, hold=_held_bones(rig, mapping, reference))
+    g = sol.hip_goal
+    B = (g[1:] - g[0]).T / 100.0
+    return g[0] - B @ x[0], B
 
 
 def canonical_tpose(obj, s) -> Reference:

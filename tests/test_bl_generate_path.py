@@ -316,6 +316,62 @@ def test_a_path_onto_a_moved_canonical_target_rig():
     assert d.mean() < 6.0 and d.max() < 15.0
 
 
+def _follow_onto(rig, what, bones=("Hips",), location=(1.0, -1.0, 0.0)):
+    """Generate along the quarter circle onto ``rig``; the pelvis (the mean of ``bones``'
+    heads, Blender's evaluation) to the curve: ``(mean, max, start)`` cm, printed."""
+    bpy.context.view_layer.update()
+    curve = make_curve("Path", QUARTER, "POLY", location=location)
+    res = gen.generate(request(seconds=3.0, target=rig, path=curve, seed=0))
+    assert res.obj == rig and not res.created_rig
+    hips = []
+    for f in range(1, res.frames + 1):
+        bpy.context.scene.frame_set(f)
+        hips.append(np.mean([np.array(rig.matrix_world @ rig.pose.bones[b].head)
+                             for b in bones], axis=0)[:2])
+    hips, ground = np.array(hips), _curve_ground(curve)
+    d = polyline_distance(hips, ground) * 100
+    start = np.linalg.norm(hips[0] - ground[0]) * 100
+    print(f"\n{what}: pelvis to the curve mean {d.mean():.1f} cm, max {d.max():.1f} cm, start "
+          f"{start:.1f} cm from the path's start")
+    return d.mean(), d.max(), start
+
+
+def test_a_path_onto_a_retargeted_rig():
+    """Through the retargeting path: a rig from a Bandai-layout BVH (not tagged; detected,
+    retargeted), imported 1.2 times the canonical size and moved and turned."""
+    import test_retarget_core as core
+    from sparse_motion.blender import bvh_io
+    from sparse_motion.motion import canonical as canon
+
+    fx.reset()
+    bpy.context.scene.render.fps = 20
+    qa, xa = core.procedural_walk(2.0)
+    rig = bvh_io.import_bvh(canon.canonical_to_bvh(qa, xa, 20, bandai_layout=True),
+                            scale=0.012, name="canonical")
+    rig.location, rig.rotation_euler = (-3.0, 2.0, 0.0), (0.0, 0.0, -0.5)
+    mean, most, start = _follow_onto(rig, "retargeted rig (1.2x, moved, turned)")
+    assert start < 8.0 and mean < 6.0 and most < 15.0
+
+
+@pytest.mark.parametrize("key", ["mixamo", "rigify"])
+def test_a_path_onto_another_rig(key):
+    """Rigs that are not the canonical skeleton (Mixamo: 0.01 scale and 90 degrees about X
+    on the object; Rigify): the retargeting's own placement (leg ratio, body frame). The
+    pelvis is measured at the mid-point of the upper legs (the retargeting's hip centre)."""
+    import test_bl_retarget as blr
+    import test_retarget_core as core
+    from sparse_motion.blender import retarget as bl_retarget
+
+    fx.reset()
+    bpy.context.scene.render.fps = 20
+    rig = blr.build(core.RIGS[key]())
+    rig.location = (1.0, 2.0, 0.0)
+    mapping = bl_retarget.resolve_mapping(rig)
+    legs = [mapping.bones[f"UpperLeg_{s}"] for s in "LR"]
+    mean, most, start = _follow_onto(rig, f"{key} rig (hip centre)", legs, (1.0, 2.0, 0.0))
+    assert start < 10.0 and mean < 10.0 and most < 25.0
+
+
 # --------------------------------------------------------------------------- bad input
 
 
