@@ -11,7 +11,7 @@ from __future__ import annotations
 import bpy
 
 from ..properties import draw_fill_options, fill_props
-from .jobs import Job, JobOperator
+from .jobs import Job, JobOperator, cancel_operator, job_module_registration
 from .reduce_keyframes import add_to_key_menus, remove_from_key_menus
 from .reporting import poll_problem, reports_user_errors, run_and_report
 
@@ -90,20 +90,10 @@ class SPARSEMOTION_OT_fill_between(JobOperator, bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
 
-class SPARSEMOTION_OT_cancel_fill(bpy.types.Operator):
-    """Stop the running fill (nothing is written)"""
-
-    bl_idname = "sparse_motion.cancel_fill"
-    bl_label = "Cancel"
-    bl_options = {"INTERNAL"}
-
-    @classmethod
-    def poll(cls, context):
-        return poll_problem(cls, None if running() else "No fill is running")
-
-    def execute(self, context):
-        current_job.cancel()
-        return {"FINISHED"}
+SPARSEMOTION_OT_cancel_fill = cancel_operator(
+    __name__, "sparse_motion.cancel_fill",
+    "Stop the running fill (nothing is written)",
+    "No fill is running")
 
 
 def menu_entry(self, context):
@@ -112,16 +102,5 @@ def menu_entry(self, context):
 
 classes = (SPARSEMOTION_OT_fill_between, SPARSEMOTION_OT_cancel_fill)
 
-_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
-
-
-def register():
-    _register_classes()
-    add_to_key_menus(menu_entry)
-
-
-def unregister():
-    remove_from_key_menus(menu_entry)
-    if current_job is not None:
-        current_job.cancel()
-    _unregister_classes()
+register, unregister = job_module_registration(
+    __name__, classes, menus=[(add_to_key_menus, remove_from_key_menus, menu_entry)])

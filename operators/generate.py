@@ -14,7 +14,7 @@ from bpy.props import StringProperty
 
 from ..errors import SparseMotionError
 from ..properties import draw_generate_options, generate_props
-from .jobs import Job, JobOperator
+from .jobs import Job, JobOperator, cancel_operator, job_module_registration
 from .reporting import poll_problem, reports_user_errors, run_and_report
 
 
@@ -131,33 +131,13 @@ class SPARSEMOTION_OT_generate_motion(JobOperator, bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
 
-class SPARSEMOTION_OT_cancel_generation(bpy.types.Operator):
-    """Stop the running generation (nothing is written)"""
-
-    bl_idname = "sparse_motion.cancel_generation"
-    bl_label = "Cancel"
-    bl_options = {"INTERNAL"}
-
-    @classmethod
-    def poll(cls, context):
-        return poll_problem(cls, None if running() else "No generation is running")
-
-    def execute(self, context):
-        current_job.cancel()
-        return {"FINISHED"}
+SPARSEMOTION_OT_cancel_generation = cancel_operator(
+    __name__, "sparse_motion.cancel_generation",
+    "Stop the running generation (nothing is written)",
+    "No generation is running")
 
 
 classes = (SPARSEMOTION_OT_generate_motion, SPARSEMOTION_OT_cancel_generation)
 
 
-_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
-
-
-def register():
-    _register_classes()
-
-
-def unregister():
-    if current_job is not None:
-        current_job.cancel()
-    _unregister_classes()
+register, unregister = job_module_registration(__name__, classes)

@@ -5,10 +5,13 @@ Make Variations): a timer updates the progress shown in the panel and the window
 indicator, Esc cancels, and the result is applied on the main thread (one undo step)."""
 from __future__ import annotations
 
+import sys
 import threading
 
+import bpy
+
 from ..errors import Cancelled, SparseMotionError
-from .reporting import run_and_report
+from .reporting import poll_problem, run_and_report
 
 
 class Job:
@@ -116,3 +119,51 @@ class JobOperator:
     def cancel(self, context):  # Blender is closing the window while the job runs
         self._job.cancel()
         self._finish(context)
+
+
+# --------------------------------------------------------------------------- job modules
+# An operator module that runs jobs (Generate Motion, Make Variations, Fill Between) keeps its
+# running job in a module global ``current_job`` (the panel shows its progress) and has
+# ``running()``; these make the rest of it: the Cancel operator and register/unregister.
+
+
+def cancel_operator(module_name: str, idname: str, description: str, not_running: str):
+    """The Cancel operator of the job module ``module_name``: greyed out with ``not_running``
+    while no job runs; cancels ``current_job`` (nothing is written)."""
+
+    def module():
+        return sys.modules[module_name]
+
+    def poll(cls, context):
+        return poll_problem(cls, None if module().running() else not_running)
+
+    def execute(self, context):
+        module().current_job.cancel()
+        return {"FINISHED"}
+
+    name = "SPARSEMOTION_OT_" + idname.split(".", 1)[1]
+    return type(name, (bpy.types.Operator,), {
+        "__doc__": description, "bl_idname": idname, "bl_label": "Cancel",
+        "bl_description": description, "bl_options": {"INTERNAL"},
+        "poll": classmethod(poll), "execute": execute})
+
+
+def job_module_registration(module_name: str, classes, menus=()):
+    """``(register, unregister)`` for a job module: its ``classes``, each ``(add, remove,
+    entry)`` of ``menus``; unregistering cancels the running job first."""
+    register_classes, unregister_classes = bpy.utils.register_classes_factory(classes)
+
+    def register():
+        register_classes()
+        for add, _remove, entry in menus:
+            add(entry)
+
+    def unregister():
+        for _add, remove, entry in menus:
+            remove(entry)
+        job = sys.modules[module_name].current_job
+        if job is not None:
+            job.cancel()
+        unregister_classes()
+
+    return register, unregister

@@ -16,7 +16,7 @@ from bpy.props import StringProperty
 from ..errors import SparseMotionError
 from ..properties import draw_variation_options, variation_props
 from . import generate as gen_op
-from .jobs import Job, JobOperator
+from .jobs import Job, JobOperator, cancel_operator, job_module_registration
 from .reporting import poll_problem, reports_user_errors, run_and_report
 
 #: The running variations job (one at a time), read by the panel.
@@ -102,33 +102,13 @@ class SPARSEMOTION_OT_make_variations(JobOperator, bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
 
-class SPARSEMOTION_OT_cancel_variations(bpy.types.Operator):
-    """Stop making variations (nothing is written; a model being trained is not kept)"""
-
-    bl_idname = "sparse_motion.cancel_variations"
-    bl_label = "Cancel"
-    bl_options = {"INTERNAL"}
-
-    @classmethod
-    def poll(cls, context):
-        return poll_problem(cls, None if running() else "No variations are being made")
-
-    def execute(self, context):
-        current_job.cancel()
-        return {"FINISHED"}
+SPARSEMOTION_OT_cancel_variations = cancel_operator(
+    __name__, "sparse_motion.cancel_variations",
+    "Stop making variations (nothing is written; a model being trained is not kept)",
+    "No variations are being made")
 
 
 classes = (SPARSEMOTION_OT_make_variations, SPARSEMOTION_OT_cancel_variations)
 
 
-_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
-
-
-def register():
-    _register_classes()
-
-
-def unregister():
-    if current_job is not None:
-        current_job.cancel()
-    _unregister_classes()
+register, unregister = job_module_registration(__name__, classes)
