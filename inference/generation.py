@@ -31,7 +31,8 @@ from .runtime import RuntimeSettings
 from .text_encoder import TextEncoder
 
 __all__ = ["Generation", "TextToMotionModel", "KINDS", "MAX_PROMPT_CHARS", "check_prompt", "check_length",
-           "check_results", "feature_stats", "text_encoder_for", "vw_keyframes", "open_model"]
+           "check_results", "feature_stats", "text_encoder_for", "vw_keyframes", "open_model",
+           "ModelGenerator"]
 
 #: Text-to-motion package kinds and the model class of each (module, class).
 KINDS = {
@@ -257,3 +258,35 @@ def open_model(package: ModelPackage | str | Path, **kwargs):
                                 f"({', '.join(KINDS)}) — choose another model")
     mod, cls = KINDS[pkg.kind]
     return getattr(importlib.import_module(f"{__package__}.{mod}"), cls)(pkg, **kwargs)
+
+
+class ModelGenerator:
+    """:class:`~.evaluator.Generator` over any text-to-motion package (``open_model``), for
+    ``training/evaluate.py``: ``generate(text, length_frames, seed)`` → ``(F, 257)`` raw
+    features, as Generate Motion writes them (foot locking) unless ``foot_lock`` is False.
+    Lengths are clamped to ``[min_frames, max_frames]``; ``None`` options are the package's
+    defaults; ``kind``: the registry's default package of that kind when ``package`` is None;
+    ``model_kwargs`` go to the model class (e.g. ``backend`` for sMDM)."""
+
+    def __init__(self, package=None, kind: str = "smdm", steps: int | None = None,
+                 guidance: float | None = None, gamma: float | None = None,
+                 max_frames: int = 200, min_frames: int = 10, threads: int = 0,
+                 foot_lock: bool = True, grounding=None, **model_kwargs):
+        if package is None:
+            from . import registry
+
+            package = registry.get_registry().default(kind)
+        self.model = open_model(package, settings=RuntimeSettings(threads=int(threads)),
+                                **model_kwargs).load()
+        self.kw = {k: v for k, v in dict(steps=steps, guidance=guidance, gamma=gamma).items()
+                   if v is not None}
+        self.kw["grounding"] = grounding
+        self.max_frames, self.min_frames = int(max_frames), int(min_frames)
+        self.foot_lock = bool(foot_lock)
+
+    def generate(self, text: str, length_frames: int, seed: int) -> np.ndarray:
+        n = int(min(max(int(length_frames), self.min_frames), self.max_frames))
+        gen = self.model.generate(text, n, int(seed), **self.kw)
+        if not self.foot_lock:
+            return gen.features[0]
+        return _feat.motion_to_features(*gen.motion(0)).astype(np.float32)

@@ -248,27 +248,12 @@ class SmdmModel(_gen.TextToMotionModel):
         return f"SmdmModel({str(self.package_dir)!r}, backend={self.backend!r})"
 
 
-class SmdmGenerator:
-    """:class:`~.evaluator.Generator` over a package, for ``training/evaluate.py``:
-    ``generate(text, length_frames, seed)`` → ``(F, 257)`` raw features. Lengths are clamped
-    to ``[min_frames, max_frames]`` (the training crops are at most 200 frames)."""
+class SmdmGenerator(_gen.ModelGenerator):
+    """:class:`~.generation.ModelGenerator` with sMDM's evaluation settings (50 steps,
+    guidance 2.5, γ 0.1; ``backend`` onnx or torch)."""
 
     def __init__(self, package=None, steps: int = 50, guidance: float = 2.5, gamma: float = 0.1,
                  backend: str = "onnx", max_frames: int = 200, min_frames: int = 10,
                  threads: int = 0, foot_lock: bool = True, grounding=None):
-        if package is None:
-            from . import registry
-
-            package = registry.get_registry().default(KIND)
-        self.model = SmdmModel(package, backend=backend,
-                               settings=RuntimeSettings(threads=int(threads))).load()
-        self.kw = dict(steps=steps, guidance=guidance, gamma=gamma, grounding=grounding)
-        self.max_frames, self.min_frames = int(max_frames), int(min_frames)
-        self.foot_lock = bool(foot_lock)
-
-    def generate(self, text: str, length_frames: int, seed: int) -> np.ndarray:
-        n = int(min(max(int(length_frames), self.min_frames), self.max_frames))
-        gen = self.model.generate(text, n, int(seed), **self.kw)
-        if not self.foot_lock:
-            return gen.features[0]
-        return _feat.motion_to_features(*gen.motion(0)).astype(np.float32)
+        super().__init__(package, KIND, steps, guidance, gamma, max_frames, min_frames, threads,
+                         foot_lock, grounding, backend=backend)

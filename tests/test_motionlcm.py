@@ -263,3 +263,17 @@ def test_a_stage_resumed_from_its_checkpoint_equals_an_uninterrupted_run(tmp_pat
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert torch.equal(a["lat_mean"], b["lat_mean"])
+
+
+def test_the_evaluators_generator_runs_any_kind(tiny):
+    """training/evaluate.py's ModelGenerator opens a MotionLCM package by its kind and gives
+    raw features at the clamped length, foot-locked as Generate Motion writes them."""
+    from sparse_motion.inference.generation import ModelGenerator
+
+    gen = ModelGenerator(tiny.package_dir, kind="motionlcm", steps=2, max_frames=48)
+    f = gen.generate("a person walks forward", 60, 3)
+    assert f.shape == (48, 257) and np.isfinite(f).all()
+    assert np.allclose(f, gen.generate("a person walks forward", 60, 3))
+    raw = ModelGenerator(tiny.package_dir, kind="motionlcm", steps=2, max_frames=48,
+                         foot_lock=False).generate("a person walks forward", 60, 3)
+    assert raw.shape == (48, 257) and not np.allclose(raw, f)
