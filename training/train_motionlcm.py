@@ -481,7 +481,7 @@ def parity(torch, modules, dcfg, paths: dict, seed: int = 0) -> float:
 
 def write_package(out: Path, trainer: Trainer, paths: dict, feat_mean, feat_std, te_manifest, *,
                   name, version, description, training: dict, data_licence=True, default=True,
-                  metrics=None) -> dict:
+                  metrics=None, grounding: dict | None = None) -> dict:
     """``out``: the three ONNX files, ``stats.npz`` and the manifest (through the package code)."""
     out.mkdir(parents=True, exist_ok=True)
     for fname, src in paths.items():
@@ -507,7 +507,8 @@ def write_package(out: Path, trainer: Trainer, paths: dict, feat_mean, feat_std,
                   "control": trainer.ccfg.to_dict(), "schedule": "cosine",
                   "timesteps": core.TIMESTEPS, "skip": a.skip, "w_range": list(a.w_range),
                   "guidance": guidance, "steps": 4, "key_fraction": core.KEY_FRACTION,
-                  "min_frames": 10, "max_frames": a.max_frames, "control_units": "cm"},
+                  "min_frames": 10, "max_frames": a.max_frames, "control_units": "cm",
+                  **({"grounding": dict(grounding)} if grounding else {})},
         "training": {"data": data, **training},
         "metrics": metrics or {},
     }
@@ -567,6 +568,9 @@ def parse_args(argv=None):
     ap.add_argument("--export", default=None, help="write the package to this folder")
     ap.add_argument("--name", default="motionlcm-default")
     ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--grounding", type=float, nargs=2, default=None,
+                    metavar=("WEIGHT", "MIN_CONFIDENCE"),
+                    help="prompt grounding written into the package (inference/understand.ground)")
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]
     args.vae, args.den, args.ctl = dict(cfg["vae"]), dict(cfg["den"]), dict(cfg["ctl"])
@@ -672,7 +676,10 @@ def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence
                            "denoiser): 1-4 steps, pelvis path control; Bandai Namco, non-commercial")
     m = write_package(Path(args.export), trainer, paths, feat_mean, feat_std, te_manifest,
                       name=args.name, version=args.version, description=desc, training=training,
-                      data_licence=data_licence, default=default)
+                      data_licence=data_licence, default=default,
+                      grounding=(None if not getattr(args, "grounding", None) else
+                                 {"weight": args.grounding[0], "min_confidence": args.grounding[1],
+                                  "captions": 16}))
     log_fn(f"package written: {args.export} "
            f"({sum(f['size'] for f in m['files'].values()) / 1e6:.1f} MB)")
     return 0
