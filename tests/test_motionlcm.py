@@ -4,6 +4,7 @@ stages on synthetic motion (``training/tiny_motionlcm.py``), exported and found 
 registry; 1/2/4-step sampling, seeds, torch vs onnxruntime, the ControlNet, bad input."""
 import shutil
 import sys
+import json
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,26 @@ def test_the_evaluators_generator_runs_any_kind(tiny):
     raw = ModelGenerator(tiny.package_dir, kind="motionlcm", steps=2, max_frames=48,
                          foot_lock=False).generate("a person walks forward", 60, 3)
     assert raw.shape == (48, 257) and not np.allclose(raw, f)
+
+
+def test_int8_package_runs_and_records_its_check(tmp_path):
+    """training/quantize_package.py: int8 ONNX weights, a valid package that loads and runs,
+    the end-to-end difference to the float package recorded in its manifest."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    import quantize_package
+
+    src = tiny_package()
+    dst = tmp_path / "lcm-int8"
+    assert quantize_package.main([str(src), str(dst), "--frames", "40", "--max-mean", "10"]) == 0
+    m = json.loads((dst / "manifest.json").read_text())
+    q = m["quantization"]
+    assert set(q["files"]) == {f for f in m["files"] if f.endswith(".onnx")}
+    assert q["bytes"]["int8"] < q["bytes"]["float32"]
+    assert 0.0 <= q["check"]["mean_abs_std"] <= q["check"]["max_abs_std"]
+    g = MotionLcmModel(dst).load().generate("a person walks forward", 40, 0, steps=2)
+    assert g.features.shape == (1, 40, 257) and np.isfinite(g.features).all()
+    with pytest.raises(SystemExit):
+        quantize_package.main([str(src), str(tmp_path / "strict"), "--frames", "40",
+                               "--max-mean", "-1"])
