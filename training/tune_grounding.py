@@ -27,18 +27,21 @@ import evaluate as _ev  # noqa: E402  (sets up the import path)
 
 from sparse_motion.inference.classifier import MotionClassifier  # noqa: E402
 from sparse_motion.inference.evaluator import Evaluator  # noqa: E402
-from sparse_motion.inference.smdm import SmdmGenerator  # noqa: E402
+from sparse_motion.inference.generation import ModelGenerator  # noqa: E402
 
 DEV_PROMPTS = ROOT / "training" / "dev_prompts.tsv"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--package", default=None, help="sMDM package (default: the registry's)")
+    ap.add_argument("--package", default=None,
+                    help="a text-to-motion package, any kind (default: the registry's sMDM)")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (package default)")
     ap.add_argument("--prompts", default=str(DEV_PROMPTS))
     ap.add_argument("--weight", type=float, nargs="+", default=[0.0, 0.5, 0.7, 0.85, 1.0])
     ap.add_argument("--min-confidence", type=float, nargs="+", default=[0.3])
-    ap.add_argument("--guidance", type=float, nargs="+", default=[2.5])
+    ap.add_argument("--guidance", type=float, nargs="+", default=[None],
+                    help="guidance scales (default: the package's)")
     ap.add_argument("--results", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -53,7 +56,8 @@ def main(argv=None) -> int:
     out = []
     for w, mc, g in itertools.product(args.weight, args.min_confidence, args.guidance):
         grounding = {"weight": w, "min_confidence": mc} if w > 0 else False
-        gen = SmdmGenerator(args.package, guidance=g, threads=args.threads, grounding=grounding)
+        gen = ModelGenerator(args.package, steps=args.steps, guidance=g, threads=args.threads,
+                             grounding=grounding)
         t0 = time.perf_counter()
         res = _ev.run_yardstick(gen, ev, clf, rows, args.results, args.seconds, args.seed,
                                 f"w={w}")
