@@ -25,6 +25,22 @@ def register():
     for module in _modules:
         module.register()
     atexit.register(_unregister_at_exit)
+    _set_cache_dir()
+
+
+def _set_cache_dir():
+    """Label embeddings ("Understood as", grounding) are kept in the extension's user folder
+    (Blender 4.2+ extensions); as a plain package the core's default stays."""
+    import bpy
+    from pathlib import Path
+
+    from .inference import understand
+
+    try:
+        understand.cache_dir = Path(bpy.utils.extension_path_user(__package__, path="cache",
+                                                                  create=True))
+    except (ValueError, AttributeError, OSError):
+        pass
 
 
 def unregister():

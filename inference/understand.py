@@ -186,7 +186,8 @@ class _LabelIndex:
     @staticmethod
     def _embed(encoder, kind, names):
         phrases = [label_phrases(kind, n) for n in names]
-        return encoder.encode([p for ps in phrases for p in ps]), [len(ps) for ps in phrases]
+        return _encode_cached(encoder, [p for ps in phrases for p in ps]), [len(ps) for ps in phrases]
+
 
     def style_scores(self, emb: np.ndarray) -> np.ndarray:
         sims = self.style_phrases @ emb
@@ -195,6 +196,51 @@ class _LabelIndex:
             s = sims[self.style_owner == i]
             out[i] = np.sort(s)[-STYLE_TOP:].mean()
         return out
+
+
+#: Where label embeddings are kept between sessions (None: not kept). Set by the Blender
+#: layer to the extension's user folder; ``SPARSE_MOTION_CACHE`` overrides; default
+#: ``~/.cache/sparse_motion``. Embedding the label phrases takes seconds on a CPU (about 1,000
+#: phrases), reading them back milliseconds: the first generation of a session would
+#: otherwise wait for it when grounding is on.
+CACHE_ENV = "SPARSE_MOTION_CACHE"
+cache_dir: Path | None = Path("~/.cache/sparse_motion").expanduser()
+
+
+def _cache_folder() -> Path | None:
+    import os
+
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) / "understand" if env else (cache_dir / "understand" if cache_dir else None)
+
+
+def _encode_cached(encoder: TextEncoder, phrases: list) -> np.ndarray:
+    """``encoder.encode(phrases)``, kept on disk by (encoder model, phrases); a cache that
+    cannot be read or written is ignored (the embeddings are computed)."""
+    import hashlib
+    import os
+
+    folder = _cache_folder()
+    sha = encoder.manifest["files"]["model.onnx"]["sha256"]
+    key = hashlib.sha256(("\n".join([sha, *phrases])).encode("utf-8")).hexdigest()[:24]
+    path = None if folder is None else folder / f"labels-{key}.npy"
+    if path is not None:
+        try:
+            emb = np.load(path)
+            if emb.shape[0] == len(phrases):
+                return emb
+        except (OSError, ValueError):
+            pass
+    emb = encoder.encode(phrases)
+    if path is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{key}.{os.getpid()}.npy"
+            np.save(tmp, emb)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return emb
 
 
 # --------------------------------------------------------------------------- caches

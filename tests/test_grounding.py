@@ -100,3 +100,21 @@ def test_generation_records_understanding_and_follows_the_package_setting(tmp_pa
             assert np.allclose(other.features, on.features, atol=1e-4)
     finally:
         model.release()
+
+
+def test_label_embeddings_are_kept_on_disk(tmp_path, monkeypatch, pkg, enc):
+    """The label phrases are embedded once per encoder and read back in later sessions; a
+    broken cache file is ignored."""
+    monkeypatch.setenv(ua.CACHE_ENV, str(tmp_path))
+    ua.clear()
+    labels = ua.known_labels(pkg)
+    first = ua._LabelIndex(enc, labels)
+    files = sorted((tmp_path / "understand").glob("labels-*.npy"))
+    assert len(files) == 2   # contents and styles
+    again = ua._LabelIndex(enc, labels)
+    assert np.array_equal(first.contents, again.contents)
+    assert np.array_equal(first.style_phrases, again.style_phrases)
+    files[0].write_bytes(b"not a numpy file")
+    third = ua._LabelIndex(enc, labels)
+    assert np.allclose(third.contents, first.contents, atol=1e-6)
+    ua.clear()

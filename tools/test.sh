@@ -4,7 +4,7 @@
 # on 5.0 and 4.2. Works on a clean clone (no ../shared needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh 4.5 5.0 4.2
+bash tools/setup.sh --torch 4.5 5.0 4.2
 export HF_HUB_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
 status=0
 echo "== Blender 4.5 LTS: all tests"
