@@ -13,7 +13,8 @@ animator keyed a bone are its known frames (its rotation; the hips' keys also fi
 The filled motion goes back onto the rig through the retargeting solver, at the scene's
 frame rate; every F-curve is then offset (smoothstep between its keys,
 :func:`..inference.inbetween.offset_blend`) so that it meets the animator's keys exactly, and
-new Bezier keys with fitted handles are added on the model's keyframes between them. The
+new Bezier keys with fitted handles are added on the model's keyframes between them and
+beside the animator's keys (their handles, kept, are part of the fit). The
 animator's keys themselves are never rewritten: their frames, values, handles and types are
 bit-identical afterwards.
 """
@@ -29,7 +30,7 @@ from ..errors import InputError
 from ..inference import inbetween as ib
 from ..inference.runtime import RuntimeSettings
 from ..keyframes import bezier
-from ..keyframes.continuity import euler_filter, quat_continuous
+from ..keyframes.continuity import _flip, _flip_columns, _wrap, euler_filter, quat_continuous
 from ..keyframes.rig import bone_data_path, parse_data_path
 from ..motion import canonical as canon
 from ..retarget import conventions as cv
@@ -290,6 +291,43 @@ def _quat_signs(values, curves, rows_of, first):
     return {c: q[:, k] for k, c in enumerate(cols)}
 
 
+def _euler_branch(values, curves, rows_of, first, order):
+    """A bone's generated Euler angles (all three channels, continuous) on the animator's
+    branch at each of the bone's keys in the range: of the two equivalent triples
+    (``keyframes.continuity``: ``(a + π, π − b, c + π)``) the one closer to the animator's
+    angles there; where consecutive keys want different branches the switch is made where
+    the two triples are closest between them (near gimbal lock, where it is nearly
+    continuous), then unwrapped. The offset to the animator's keys is per channel: from the
+    other branch it bent the bone through other rotations between the keys (a knee folded
+    backwards: 53 cm a frame at the toes)."""
+    cols = sorted(values)
+    fcs = [curves.get(c) for c in cols]
+    if len(cols) != 3 or any(fc is None or not len(fc.keyframe_points) for fc in fcs):
+        return values
+    rows = rows_of(fcs[0])
+    if len(rows) == 0:
+        return values
+    e = np.stack([values[c] for c in cols], axis=1)
+    flipped = _flip(e, _flip_columns(order))
+    user = np.array([[fc.evaluate(first + r) for fc in fcs] for r in rows])
+    want = (np.linalg.norm(_wrap(flipped[rows] - user), axis=1)
+            < np.linalg.norm(_wrap(e[rows] - user), axis=1))
+    if not want.any():
+        return values
+    gap = np.linalg.norm(_wrap(flipped - e), axis=1)
+    branch = np.zeros(len(e), bool)
+    branch[:rows[0] + 1] = want[0]
+    branch[rows[-1]:] = want[-1]
+    for k in range(len(rows) - 1):
+        a, b = rows[k], rows[k + 1]
+        m = a + int(np.argmin(gap[a:b + 1])) if want[k] != want[k + 1] else b + 1
+        m = min(max(m, a + 1), b)
+        branch[a:m] = want[k]
+        branch[m:b + 1] = want[k + 1]
+    e = np.unwrap(np.where(branch[:, None], flipped, e), axis=0)
+    return {c: e[:, k] for k, c in enumerate(cols)}
+
+
 _KEY_PROPS2 = ("co", "handle_left", "handle_right")
 _KEY_PROPS1 = (("interpolation", np.int32), ("handle_left_type", np.int32),
                ("handle_right_type", np.int32), ("easing", np.int32), ("type", np.int32),
@@ -326,20 +364,11 @@ def _write_keys(fc, keys):
 
 
 def _merged(old, frames, values, hl, hr):
-    """The animator's keys ``old`` plus new Bezier keys (FREE handles at a third of the
-    neighbouring intervals), sorted by frame."""
+    """The animator's keys ``old`` plus new Bezier keys at ``frames`` with ``values`` and FREE
+    handles ``hl``/``hr`` ((K, 2): x and y, :func:`_fit_new_keys`), sorted by frame."""
     k = len(frames)
-    allf = np.sort(np.concatenate([old["co"][:, 0].astype(np.float64), frames]))
-
-    def gap(f, side):
-        i = np.searchsorted(allf, f)
-        nb = allf[np.clip(i + side, 0, len(allf) - 1)]
-        d = np.abs(nb - f)
-        return np.where(d > 0, d, 1.0) / 3.0
-
-    new = {"co": np.stack([frames, values], 1),
-           "handle_left": np.stack([frames - gap(frames, -1), hl], 1),
-           "handle_right": np.stack([frames + gap(frames, 1), hr], 1),
+    new = {"co": np.stack([frames, values], 1), "handle_left": np.asarray(hl),
+           "handle_right": np.asarray(hr),
            "interpolation": np.full(k, fcurve_io.INTERPOLATION_BEZIER, np.int32),
            "handle_left_type": np.full(k, fcurve_io.HANDLE_TYPES["FREE"], np.int32),
            "handle_right_type": np.full(k, fcurve_io.HANDLE_TYPES["FREE"], np.int32),
@@ -348,6 +377,119 @@ def _merged(old, frames, values, hl, hr):
            "period": np.full(k, 4.1, np.float32)}
     order = np.argsort(np.concatenate([old["co"][:, 0], frames]), kind="stable")
     return {p: np.concatenate([old[p], new[p]])[order] for p in old}
+
+
+#: New keys' handles reach a third of the way to the neighbouring key (with the animator's
+#: handle, however long, Blender's curve stays monotone in time).
+_THIRD = 1.0 / 3.0
+#: Every animator's key in the range gets a new key this close on either side (unless a key
+#: is already as close): their handles, kept as they were keyed for the old gaps, then shape
+#: only that short stretch.
+NEAR_SECONDS = 1.0 / 15.0
+
+
+def _beside(user, keys, first, last, near):
+    """Frames ``near`` before and after each of the animator's keys ``user`` (ints) inside
+    ``first``–``last`` where no key of ``keys`` is that close already."""
+    user = np.asarray(user, dtype=np.int64)
+    keys = np.asarray(keys, dtype=np.int64)
+    out = []
+    for u in user[(user >= first) & (user <= last)]:
+        for g in (u - near, u + near):
+            if first <= g <= last and not np.any((keys != u) & (np.abs(keys - u) <= near)
+                                                 & (np.sign(keys - u) == np.sign(g - u))):
+                out.append(g)
+    return np.unique(np.asarray(out, dtype=np.int64))
+
+
+def _fit_new_keys(old, new, vals, first, last, original):
+    """Values and FREE handles ``(kv (K,), hl (K, 2), hr (K, 2))`` of the new keys at scene
+    frames ``new`` (sorted ints in the range) so that the curve Blender draws through them and
+    the animator's keys ``old`` (:func:`_read_keys`; None for a new curve) follows ``vals``
+    (one value a frame of the range) — and, outside the range, ``original(frame)`` (what the
+    curve plays now).
+
+    The animator's keys keep their handles bit for bit, so the segments next to them are
+    fitted with those handles as Blender draws them (shortened to the segment,
+    :func:`..keyframes.bezier.clamp_handle`; a handle keyed for a 30-frame gap reaches past a
+    new key 2 frames away): only the new key's handle is fitted there (a third of the way, so
+    Blender's curve stays monotone in time), all segments at once
+    (:func:`..keyframes.bezier.fit_segments_given`). A fit that took both handles as free and
+    a third long shaped the new key's handle for a curve Blender never draws (jumps of 30 cm
+    a frame at the feet); :func:`_beside` keeps the animator's handles to short stretches."""
+    vals = np.asarray(vals, dtype=np.float64)
+    F = len(vals)
+    new = np.asarray(new, dtype=np.float64)
+    kv = vals[np.round(new - first).astype(np.int64)]
+    slope = np.gradient(vals) if F > 1 else np.zeros(F)
+    ks = slope[np.round(new - first).astype(np.int64)]
+    if old is not None and len(old["co"]):
+        ox = old["co"][:, 0].astype(np.float64)
+        oy = old["co"][:, 1].astype(np.float64)
+        ohl = old["handle_left"].astype(np.float64)
+        ohr = old["handle_right"].astype(np.float64)
+    else:
+        ox = oy = np.zeros(0)
+        ohl = ohr = np.zeros((0, 2))
+    # every key of the curve, in order: (x, y, is_new, index in new or old)
+    xs = np.r_[ox, new]
+    ys = np.r_[oy, kv]
+    is_new = np.r_[np.zeros(len(ox), bool), np.ones(len(new), bool)]
+    idx = np.r_[np.arange(len(ox)), np.arange(len(new))]
+    order = np.argsort(xs, kind="stable")
+    xs, ys, is_new, idx = xs[order], ys[order], is_new[order], idx[order]
+    K = len(new)
+    hl = np.zeros((K, 2))
+    hr = np.zeros((K, 2))
+    done_l = np.zeros(K, bool)
+    done_r = np.zeros(K, bool)
+
+    # the segments with a new key at one end (or both), and their frames
+    segs = [s for s in range(len(xs) - 1) if (is_new[s] or is_new[s + 1]) and xs[s + 1] > xs[s]]
+    S = len(segs)
+    segs = np.asarray(segs, dtype=np.int64)
+    x0, x1 = xs[segs], xs[segs + 1]
+    y0, y1 = ys[segs], ys[segs + 1]
+    free0, free1 = is_new[segs], is_new[segs + 1]
+    third = (x1 - x0) * _THIRD
+    i0, i1 = idx[segs], idx[segs + 1]
+    hr0 = np.where(free0[:, None], np.stack([x0 + third, y0], 1),
+                   ohr[np.where(free0, 0, i0)] if len(ox) else 0.0)
+    hl1 = np.where(free1[:, None], np.stack([x1 - third, y1], 1),
+                   ohl[np.where(free1, 0, i1)] if len(ox) else 0.0)
+    p0 = y0 + np.where(free0, ks[np.where(free0, i0, 0)] * third, 0.0) if K else y0
+    p1 = y1 - np.where(free1, ks[np.where(free1, i1, 0)] * third, 0.0) if K else y1
+    ts, sid = [], []
+    for k in range(S):
+        t = np.arange(np.floor(x0[k]) + 1.0, np.ceil(x1[k]))
+        t = t[(t > x0[k]) & (t < x1[k])]
+        ts.append(t)
+        sid.append(np.full(len(t), k))
+    t = np.concatenate(ts) if S else np.zeros(0)
+    sid = np.concatenate(sid).astype(np.int64) if S else np.zeros(0, np.int64)
+    inside = (t >= first) & (t <= last)
+    target = np.empty(len(t))
+    target[inside] = vals[np.round(t[inside] - first).astype(np.int64)]
+    target[~inside] = [original(float(f)) for f in t[~inside]]
+    ya, yb = bezier.fit_segments_given(sid, t, target, x0, y0, x1, y1, hr0, hl1, free0, free1,
+                                       p0, p1)
+    for k in range(S):
+        if free0[k]:
+            hr[i0[k]] = (x0[k] + third[k], ya[k])
+            done_r[i0[k]] = True
+        if free1[k]:
+            hl[i1[k]] = (x1[k] - third[k], yb[k])
+            done_l[i1[k]] = True
+    # a new key at an end of the curve: its outer handle continues the inner one
+    for k in range(K):
+        if not done_l[k] and done_r[k]:
+            hl[k] = 2.0 * np.array([new[k], kv[k]]) - hr[k]
+        elif not done_r[k] and done_l[k]:
+            hr[k] = 2.0 * np.array([new[k], kv[k]]) - hl[k]
+        elif not (done_l[k] or done_r[k]):
+            hl[k] = (new[k] - 1.0, kv[k])
+            hr[k] = (new[k] + 1.0, kv[k])
+    return kv, hl, hr
 
 
 def apply(fill, plan: FillPlan) -> FillResult:
@@ -379,13 +521,13 @@ def apply(fill, plan: FillPlan) -> FillResult:
         write = first + core.keys_from_areas(areas, n).astype(np.float64)
     channels = actions.channels_for(obj)
     existing = {(fc.data_path, fc.array_index): fc for fc in channels.fcurves}
-    frames_dense = first + np.arange(F, dtype=np.float64)
 
     def rows_of(fc):
         kf = fcurve_io.key_frames(fc)
         kf = kf[(kf >= first - 1e-6) & (kf <= last + 1e-6)]
         return np.unique(np.round(np.r_[kf, first, last] - first).astype(np.int64))
 
+    near = max(1, int(round(fps * NEAR_SECONDS)))
     by_bone = {}
     for key, (bone, prop, vals) in values.items():
         by_bone.setdefault((bone, prop), {})[key] = vals
@@ -393,6 +535,9 @@ def apply(fill, plan: FillPlan) -> FillResult:
     for (bone, prop), chans in by_bone.items():
         if prop == "rotation_quaternion":
             chans = _quat_signs(chans, existing, rows_of, first)
+        elif prop == "rotation_euler":
+            chans = _euler_branch(chans, existing, rows_of, first,
+                                  obj.pose.bones[bone].rotation_mode)
         for key, vals in chans.items():
             fc = existing.get(key)
             if fc is not None and len(fc.keyframe_points):
@@ -404,14 +549,13 @@ def apply(fill, plan: FillPlan) -> FillResult:
             else:
                 have = np.zeros(0, np.int64)
             new = np.setdiff1d(np.round(write).astype(np.int64), have)
+            new = np.union1d(new, _beside(have, np.union1d(new, have), first, last, near))
             if len(new) == 0:
                 continue
-            kidx = np.union1d(np.round(new - first).astype(np.int64),
-                              np.clip(np.setdiff1d(have, new) - first, 0, F - 1))
-            kidx = np.unique(np.r_[kidx, 0, F - 1])
-            kv, hl, hr = bezier.fit_free(frames_dense, vals, kidx)
-            pick = np.searchsorted(kidx, new - first)
-            planned.append((key, fc, bone, new.astype(np.float64), kv[pick], hl[pick], hr[pick]))
+            has = fc is not None and len(fc.keyframe_points)
+            kv, hl, hr = _fit_new_keys(_read_keys(fc) if has else None, new, vals, first, last,
+                                       fc.evaluate if has else None)
+            planned.append((key, fc, bone, new.astype(np.float64), kv, hl, hr))
     t_fit = time.perf_counter()
     user_frames = len(plan.key_frames)
     new_frames = set()

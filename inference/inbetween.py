@@ -28,9 +28,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..keyframes import vw as _vw
+from ..keyframes.continuity import quat_continuous
 from ..motion import features as _feat
 from ..motion import rotations as _rot
 from ..motion.canonical import SKELETON
+from ..motion.canonical import slerp as _slerp
 from ..motion.skeleton import forward_kinematics
 from . import smdm_core as core
 
@@ -151,18 +153,30 @@ def offset_blend(values, rows, targets) -> np.ndarray:
 
 
 def blend_to_keys(quats, root, known: Keyframes):
-    """Motion exactly on the known values: per joint, the quaternion offsets (targets taken
-    in the motion's hemisphere) at its known frames, spread by :func:`offset_blend` and
-    normalised; the root position likewise on the root-known frames."""
-    q = np.array(quats, dtype=np.float64)
+    """Motion exactly on the known values: per joint, the rotation that takes the motion's
+    quaternion onto the known one at each of its known frames (``c_k = known · q⁻¹``), slerped
+    between consecutive known frames by the smoothstep of :func:`smoothstep_weights` (constant
+    before the first and after the last) and applied to every frame (``c(t) · q(t)``): exact
+    at the known frames, stationary there (the motion's own angular velocity is kept), and
+    blind to the quaternions' signs (decoded or foot-locked rotations may flip hemisphere
+    from one frame to the next; a per-component offset turned such a flip into a jump). The
+    result is made hemisphere-continuous per joint. The root position: :func:`offset_blend`
+    on the root-known frames."""
+    q = _rot.quat_normalize(np.array(quats, dtype=np.float64))
     x = np.array(root, dtype=np.float64)
+    N = len(q)
     for j in range(J):
         rows = np.flatnonzero(known.joints[:, j])
-        if len(rows):
-            tgt = known.quats[rows, j]
-            tgt = np.where(np.sum(tgt * q[rows, j], -1, keepdims=True) < 0, -tgt, tgt)
-            q[:, j] = _rot.quat_normalize(offset_blend(q[:, j], rows, tgt))
-            q[rows, j] = tgt
+        if not len(rows):
+            continue
+        tgt = known.quats[rows, j]
+        c = _rot.quat_mul(tgt, _rot.quat_conj(q[rows, j]))
+        c = np.where(c[:, :1] < 0, -c, c)
+        left, w = smoothstep_weights(N, rows)
+        right = np.minimum(left + 1, len(rows) - 1)
+        out = _rot.quat_mul(_slerp(c[left], c[right], w), q[:, j])
+        out[rows] = np.where(np.sum(tgt * out[rows], -1, keepdims=True) < 0, -tgt, tgt)
+        q[:, j] = quat_continuous(out)
     rows = np.flatnonzero(known.root_known)
     if len(rows):
         x = offset_blend(x, rows, known.root[rows])

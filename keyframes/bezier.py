@@ -44,6 +44,9 @@ __all__ = [
     "fit_segments_free",
     "eval_segments",
     "HANDLE_TYPES",
+    "clamp_handle",
+    "segment_parameter",
+    "fit_segments_given",
 ]
 
 HANDLE_TYPES = {"free": "FREE", "aligned": "ALIGNED"}
@@ -343,3 +346,102 @@ def fit(frames, values, key_idx, handles="free"):
     if handles == "aligned":
         return fit_aligned(frames, values, key_idx)
     raise ValueError(f"handles must be 'free' or 'aligned', got {handles!r}")
+
+
+# --------------------------------------------------------------------------- given handles
+
+
+def clamp_handle(key_x, key_y, handle_x, handle_y, length):
+    """A handle as Blender draws it on a segment ``length`` frames long: no longer (in x) than
+    the segment, shortened towards its key along its own direction (Blender's
+    ``BKE_fcurve_correct_bezpart``, applied when it evaluates; checked against
+    ``FCurve.evaluate`` on 4.2, 4.5 and 5.0). Arrays or scalars; returns ``(x, y)``."""
+    key_x, key_y, handle_x, handle_y, length = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64) for a in (key_x, key_y, handle_x, handle_y, length)))
+    dx = handle_x - key_x
+    adx = np.abs(dx)
+    f = np.where((adx > length) & (length > 0), length / np.where(adx > 0, adx, 1.0), 1.0)
+    return key_x + f * dx, key_y + f * (handle_y - key_y)
+
+
+def segment_parameter(cx, t, iterations: int = 48):
+    """Curve parameter ``u`` (n,) of frames ``t`` (n,) on Bezier segments whose control points'
+    x are ``cx`` (4,) or (4, n) (x(u) monotone: the keys in order, each handle inside the
+    segment): bisection."""
+    t = np.asarray(t, dtype=np.float64)
+    lo = np.zeros_like(t)
+    hi = np.ones_like(t)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        b0, b1, b2, b3 = bernstein(mid)
+        x = b0 * cx[0] + b1 * cx[1] + b2 * cx[2] + b3 * cx[3]
+        below = x < t
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def fit_segments_given(seg, t, values, x0, y0, x1, y1, hr0, hl1, free0, free1, prior0,
+                       prior1):
+    """Least-squares handles of independent Bezier segments where either inner handle may be
+    given, with Blender's own geometry.
+
+    Segment ``s`` runs from key ``(x0[s], y0[s])`` to ``(x1[s], y1[s])``; ``hr0`` (S, 2) is the
+    first key's right handle and ``hl1`` (S, 2) the second key's left handle, (x, y). Where
+    ``free0`` / ``free1`` (S,) the handle's y is fitted (its x is where it will be written:
+    inside the segment, a third of it keeps the curve monotone in time whatever the other
+    handle); elsewhere the handle is given and taken as Blender draws it
+    (:func:`clamp_handle`: a handle longer than the segment is shortened). Frames need not
+    follow the one-third rule: each sample's curve parameter is solved from the cubic in x
+    (:func:`segment_parameter`). Samples: ``t`` (n,) frames strictly inside their segment
+    ``seg`` (n,), non-decreasing, with ``values`` (n,). ``prior0`` / ``prior1`` (S,): the
+    handles' y where the samples do not determine them (no sample; one sample for two free
+    handles: through it, as close to the priors as possible — as :func:`fit_free`).
+
+    Returns ``(y of hr0, y of hl1)`` (S,) each: fitted where free, given elsewhere."""
+    seg = np.asarray(seg, dtype=np.intp)
+    t = np.asarray(t, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    x0, y0, x1, y1 = (np.asarray(a, dtype=np.float64) for a in (x0, y0, x1, y1))
+    hr0 = np.asarray(hr0, dtype=np.float64).reshape(-1, 2)
+    hl1 = np.asarray(hl1, dtype=np.float64).reshape(-1, 2)
+    free0 = np.asarray(free0, dtype=bool)
+    free1 = np.asarray(free1, dtype=bool)
+    p0 = np.asarray(prior0, dtype=np.float64)
+    p1 = np.asarray(prior1, dtype=np.float64)
+    S = len(x0)
+    L = x1 - x0
+    ax, ay = clamp_handle(x0, y0, hr0[:, 0], np.where(free0, p0, hr0[:, 1]), L)
+    bx, by = clamp_handle(x1, y1, hl1[:, 0], np.where(free1, p1, hl1[:, 1]), L)
+    ax = np.where(free0, hr0[:, 0], ax)
+    bx = np.where(free1, hl1[:, 0], bx)
+    out0 = np.where(free0, p0, hr0[:, 1])
+    out1 = np.where(free1, p1, hl1[:, 1])
+    if len(t) == 0 or S == 0:
+        return out0, out1
+    cx = np.stack([x0[seg], ax[seg], bx[seg], x1[seg]])
+    u = segment_parameter(cx, t)
+    b0, b1, b2, b3 = bernstein(u)
+    f0, f1 = free0[seg], free1[seg]
+    r = v - b0 * y0[seg] - b3 * y1[seg] - np.where(f0, 0.0, b1 * ay[seg]) \
+        - np.where(f1, 0.0, b2 * by[seg])
+    c1 = np.where(f0, b1, 0.0)
+    c2 = np.where(f1, b2, 0.0)
+
+    def ssum(x):
+        return np.bincount(seg, weights=x, minlength=S)
+
+    n11, n12, n22 = ssum(c1 * c1), ssum(c1 * c2), ssum(c2 * c2)
+    # the residual after the priors; the ridge pulls towards them only where the samples leave
+    # the handles undetermined
+    rr = r - c1 * p0[seg] - c2 * p1[seg]
+    q1, q2 = ssum(c1 * rr), ssum(c2 * rr)
+    lam = 1e-9 * (n11 + n22) + 1e-300
+    a11 = np.where(free0, n11 + lam, 1.0)
+    a22 = np.where(free1, n22 + lam, 1.0)
+    a12 = np.where(free0 & free1, n12, 0.0)
+    det = a11 * a22 - a12 * a12
+    det = np.where(det > 0, det, 1.0)
+    d0 = (a22 * q1 - a12 * q2) / det
+    d1 = (a11 * q2 - a12 * q1) / det
+    return np.where(free0, p0 + d0, out0), np.where(free1, p1 + d1, out1)

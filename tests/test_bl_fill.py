@@ -138,6 +138,8 @@ def test_own_rig_with_only_some_bones_keyed(key):
     got = world_heads(obj, KEYS)
     assert np.abs(got[:, keep] - at_keys[:, keep]).max() <= 0.1
     assert res.new_keys > 0 and "Filled frames 1–91" in res.message()
+    dense = world_heads(obj, range(KEYS[0], KEYS[-1] + 1))
+    assert np.linalg.norm(np.diff(dense, axis=0), axis=-1).max() < 30.0  # no jump (cm/frame)
 
 
 def test_bad_input_changes_nothing():

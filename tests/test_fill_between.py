@@ -113,3 +113,25 @@ def test_bad_known_poses():
     bad[3, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
         ib.Keyframes.full(q, bad, [0, 5])
+
+
+def test_blend_to_keys_ignores_quaternion_signs(walk):
+    """Decoded or foot-locked rotations may flip hemisphere from frame to frame (q and -q are
+    one rotation): the blend to the keys must not turn a flip into a jump."""
+    from sparse_motion.motion import rotations as rot
+
+    q, x = walk
+    N = len(q)
+    keys = np.array([0, 40, 100])
+    rng = np.random.default_rng(0)
+    turn = rot.quat_normalize(np.r_[1.0, 0.0, 0.0, 0.0] + rng.normal(0.0, 0.15, (1, 21, 4)))
+    model = rot.quat_mul(turn, q)  # the model's motion: every joint off the keys by a turn
+    flipped = model * np.where(rng.random((N, 21, 1)) < 0.3, -1.0, 1.0)
+    known = ib.Keyframes.full(q, x, keys)
+    a_q, a_x = ib.blend_to_keys(model, x, known)
+    b_q, b_x = ib.blend_to_keys(flipped, x, known)
+    np.testing.assert_allclose(fk(a_q, a_x), fk(b_q, b_x), atol=1e-6)
+    np.testing.assert_allclose(fk(b_q, b_x)[keys], fk(q, x)[keys], atol=1e-6)
+    step = np.linalg.norm(np.diff(fk(b_q, b_x), axis=0), axis=-1).max()
+    assert step < 1.5 * np.linalg.norm(np.diff(fk(q, x), axis=0), axis=-1).max()
+    assert np.all(np.sum(b_q[1:] * b_q[:-1], -1) >= 0)  # hemisphere-continuous
