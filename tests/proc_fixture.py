@@ -39,6 +39,14 @@ def children(pid: int) -> list:
     return out
 
 
+def cmdline(pid: int) -> list:
+    """The arguments of process ``pid`` (Linux; [] once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def wait_for(cond, timeout: float, step: float = 0.05) -> bool:
     """Poll ``cond()`` until it is true or ``timeout`` seconds have passed; its last value."""
     deadline = time.monotonic() + timeout

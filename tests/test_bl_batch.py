@@ -15,7 +15,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import smdm_fixture  # noqa: E402
-from proc_fixture import alive, children, wait_for  # noqa: E402
+from proc_fixture import alive, children, cmdline, wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "batch_generate.py"
@@ -181,6 +181,12 @@ def snapshot(out: Path, ids) -> dict:
             for i in ids for f in data[i]["files"]}
 
 
+def seen_workers(pid, seen):
+    """The worker processes of batch parent ``pid`` seen so far (``--worker k/N`` in their
+    arguments; other short-lived children, e.g. ones the bpy module starts, are not workers)."""
+    return sorted(set(seen) | {k for k in children(pid) if "--worker" in cmdline(k)})
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_and_resume_with_two_workers_redoes_nothing(env, tmp_path):
     prompts = tmp_path / "slow.csv"
@@ -193,11 +199,11 @@ def test_kill_and_resume_with_two_workers_redoes_nothing(env, tmp_path):
     try:
         deadline = time.time() + 300
         while time.time() < deadline and p.poll() is None:
-            kids = sorted(set(kids) | set(children(p.pid)))
+            kids = seen_workers(p.pid, kids)
             if any(v["status"] == "ok" for v in recorded(out).values()):
                 break
             time.sleep(0.02)
-        kids = sorted(set(kids) | set(children(p.pid)))
+        kids = seen_workers(p.pid, kids)
         p.send_signal(signal.SIGKILL)
         p.wait(30)
         assert len(kids) == 2, kids
