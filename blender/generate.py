@@ -335,6 +335,11 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
     scene = bpy.context.scene
     scene_fps = scene.render.fps / scene.render.fps_base
     warnings, made, keys_total, key_frames, key_seconds = [], [], 0, 0, 0.0
+    ua = gen.understood_as
+    if ua and not ua.get("understood", True):  # say so instead of silently making something
+        warnings.append(f"Prompt not understood (closest content: {ua['content']}, low "
+                        "confidence): the motion may not show what was asked — the model knows "
+                        "the contents listed under the prompt")
     obj = req.target
     created_rig = obj is None
     # a rig this made earlier is the canonical skeleton itself: written directly, no retargeting

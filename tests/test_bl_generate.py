@@ -353,3 +353,21 @@ def test_panel_with_an_empty_or_long_prompt():
     lines = understood_as(("A person runs fast along the beach, " * 60)[:2000])
     assert lines[0].startswith("Understood as: run (")
     assert lines[1] == "Long prompt: only its first 64 tokens are read"
+
+
+@pytest.mark.parametrize("prompt, warned", [("she bakes a chocolate cake in the oven", True),
+                                            ("a person walks forward", False)])
+def test_a_prompt_the_model_does_not_understand_is_said_plainly(prompt, warned):
+    """With grounding on (the shipped package's setting), a prompt far from every content the
+    model knows still generates, and the report says the motion may not show what was asked."""
+    fx.reset()
+    req = request(prompt=prompt)
+    model, text, frames = gen.prepare(req)
+    g = model.generate(text, frames, req.seed, steps=req.steps,
+                       grounding={"weight": 0.5, "min_confidence": 0.3})
+    assert g.understood_as is not None and g.understood_as["understood"] is not warned
+    res = gen.apply(g, req)
+    said = [w for w in res.warnings if w.startswith("Prompt not understood")]
+    assert bool(said) is warned and res.actions
+    if warned:
+        assert "closest content: " in said[0]
