@@ -117,7 +117,10 @@ def test_results_are_cached_by_prompt_and_model(pkg, tmp_path):
 
 
 def test_known_labels_come_from_the_manifest_else_the_captions(pkg):
-    fallback = ua.known_labels(pkg)
+    shipped = ua.known_labels(pkg)   # the shipped package lists its training labels
+    assert shipped.source == "manifest" and "dance-long" not in shipped.contents
+    assert set(shipped.contents) < set(captions.ALL_CONTENTS) and "run" in shipped.contents
+    fallback = ua.known_labels({})
     assert fallback.source == "captions"
     assert fallback.contents == captions.ALL_CONTENTS and fallback.styles == captions.ALL_STYLES
     line_c, line_s = fallback.short(4)
