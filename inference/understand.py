@@ -314,11 +314,13 @@ def _non_english(text: str) -> bool:
     return other > 0.3 * len(letters)
 
 
-def _compute(text: str, encoder: TextEncoder, labels: Labels) -> Understanding:
+def _compute(text: str, encoder: TextEncoder, labels: Labels,
+             emb: np.ndarray | None = None) -> Understanding:
     t0 = time.perf_counter()
     idx = _index(encoder, labels)
     t0 = time.perf_counter()  # the prompt's own cost: encode + nearest
-    emb = encoder.encode([text])[0]
+    if emb is None:
+        emb = encoder.encode([text])[0]
     cs = idx.contents @ emb
     ss = idx.style_scores(emb)
     if idx.neutral is not None:
@@ -361,7 +363,8 @@ def lookup(text: str, package) -> Understanding | None:
 
 
 def understand(text: str, package=None, *, encoder: TextEncoder | None = None,
-               settings: RuntimeSettings | None = None) -> Understanding:
+               settings: RuntimeSettings | None = None,
+               embedding: np.ndarray | None = None) -> Understanding:
     """What ``package``'s model makes of ``text`` (cached by text and model). Never raises for
     any string: an empty one gives a note; a missing or broken text encoder raises
     ModelPackageError, as generating would."""
@@ -376,7 +379,8 @@ def understand(text: str, package=None, *, encoder: TextEncoder | None = None,
         u = _empty(text)
     else:
         enc = encoder or encoder_for(pkg, settings)
-        u = _compute(clean, enc, known_labels(pkg))
+        # the caller's embedding of the same text saves an encoder call (generation has it)
+        u = _compute(clean, enc, known_labels(pkg), embedding if clean == text else None)
         if clean != text:
             u = _replace_text(u, text)
     with _lock:
@@ -474,7 +478,7 @@ def anchor_embedding(content: str, style: str, encoder: TextEncoder, n: int = 16
         e = _anchors.get(key)
     if e is not None:
         return e
-    caps = _captions.captions(content, style, int(n), _captions.clip_seed(f"{content}|{style}"))
+    caps = _captions.pair_captions(content, style, int(n))
     e = encoder.encode(caps).astype(np.float32).mean(axis=0)
     e = e / max(float(np.linalg.norm(e)), 1e-12)
     with _lock:
@@ -487,7 +491,7 @@ def ground(text: str, emb: np.ndarray, package, encoder: TextEncoder,
     embedding is ``emb`` (see :data:`GROUNDING_DEFAULTS`; ``settings`` overrides them)."""
     g = {**GROUNDING_DEFAULTS, **(settings or {})}
     pkg = _package(package)
-    u = understand(text, pkg, encoder=encoder)
+    u = understand(text, pkg, encoder=encoder, embedding=emb)
     w = float(g["weight"])
     if (not u.understood or u.content is None or u.content_confidence < float(g["min_confidence"])
             or w <= 0.0):

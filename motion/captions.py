@@ -29,6 +29,7 @@ __all__ = [
     "captions",
     "clip_captions",
     "clip_seed",
+    "pair_captions",
     "mirror_text",
     "mirror_label",
 ]
@@ -564,6 +565,12 @@ def captions(content: str, style: str, n: int | None = None, seed: int = 0) -> l
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     return picked[:int(n)]
+
+
+def pair_captions(content: str, style: str, n: int) -> list:
+    """The fixed draw of ``n`` captions a pair is trained with (``train_smdm.py
+    --captions-per-pair``); its first ones are what prompt grounding anchors to."""
+    return captions(content, style, n, clip_seed(f"{content}|{style}"))
 
 
 def clip_captions(clip_id: str, content: str, style: str, n: int = 8) -> list:

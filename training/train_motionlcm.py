@@ -568,9 +568,7 @@ def parse_args(argv=None):
     ap.add_argument("--export", default=None, help="write the package to this folder")
     ap.add_argument("--name", default="motionlcm-default")
     ap.add_argument("--version", default="1.0.0")
-    ap.add_argument("--grounding", type=float, nargs=2, default=None,
-                    metavar=("WEIGHT", "MIN_CONFIDENCE"),
-                    help="prompt grounding written into the package (inference/understand.ground)")
+    ts.add_grounding_arg(ap)
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]
     args.vae, args.den, args.ctl = dict(cfg["vae"]), dict(cfg["den"]), dict(cfg["ctl"])
@@ -677,9 +675,7 @@ def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence
     m = write_package(Path(args.export), trainer, paths, feat_mean, feat_std, te_manifest,
                       name=args.name, version=args.version, description=desc, training=training,
                       data_licence=data_licence, default=default,
-                      grounding=(None if not getattr(args, "grounding", None) else
-                                 {"weight": args.grounding[0], "min_confidence": args.grounding[1],
-                                  "captions": 16}))
+                      grounding=ts.grounding_setting(args))
     log_fn(f"package written: {args.export} "
            f"({sum(f['size'] for f in m['files'].values()) / 1e6:.1f} MB)")
     return 0

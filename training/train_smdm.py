@@ -198,7 +198,7 @@ def pair_captions(n: int | None):
     def captions_of(content, style):
         key = (content, style)
         if key not in cache:
-            cache[key] = _cap.captions(content, style, n, _cap.clip_seed(f"{content}|{style}"))
+            cache[key] = _cap.pair_captions(content, style, n)
         return cache[key]
 
     return captions_of
@@ -367,6 +367,19 @@ def parity(torch, model, path: Path, seed: int = 0) -> float:
     return worst
 
 
+def add_grounding_arg(ap) -> None:
+    """``--grounding WEIGHT MIN_CONFIDENCE``: prompt grounding written into the package."""
+    ap.add_argument("--grounding", type=float, nargs=2, default=None,
+                    metavar=("WEIGHT", "MIN_CONFIDENCE"),
+                    help="prompt grounding written into the package (inference/understand.ground)")
+
+
+def grounding_setting(args) -> dict | None:
+    """The package's ``model.grounding`` from ``--grounding`` (None: off)."""
+    g = getattr(args, "grounding", None)
+    return None if not g else {"weight": g[0], "min_confidence": g[1], "captions": 16}
+
+
 def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te_manifest,
                   *, name, version, description, training: dict, metrics: dict | None = None,
                   default: bool = True, data_licence: bool = True, torch_model=None,
@@ -476,9 +489,7 @@ def parse_args(argv=None):
                          "uniform, 0.5 sqrt rebalancing of rare contents, 1 equal per content")
     ap.add_argument("--guidance", type=float, default=2.5,
                     help="the package's default guidance scale (tune on the dev prompts)")
-    ap.add_argument("--grounding", type=float, nargs=2, default=None,
-                    metavar=("WEIGHT", "MIN_CONFIDENCE"),
-                    help="prompt grounding written into the package (inference/understand.ground)")
+    add_grounding_arg(ap)
     ap.add_argument("--name", default="smdm-default")
     ap.add_argument("--version", default="1.0.0")
     args = ap.parse_args(argv)
@@ -550,9 +561,7 @@ def main(argv=None):
     m = write_package(Path(args.export), onnx_path, cfg, ds.mean, ds.std, te_manifest,
                       name=args.name, version=args.version, description=desc, training=training,
                       torch_model=model, guidance=args.guidance,
-                      grounding=(None if not args.grounding else
-                                 {"weight": args.grounding[0], "min_confidence": args.grounding[1],
-                                  "captions": 16}))
+                      grounding=grounding_setting(args))
     log(f"package written: {args.export} ({sum(f['size'] for f in m['files'].values()) / 1e6:.1f} MB)")
     return 0
 
