@@ -40,6 +40,7 @@ import bpy  # noqa: E402
 from sparse_motion.blender import generate as bl_gen  # noqa: E402
 from sparse_motion.inference.runtime import RuntimeSettings  # noqa: E402
 from sparse_motion.inference.generation import open_model  # noqa: E402
+from sparse_motion.inference.package import load_package  # noqa: E402
 from sparse_motion.inference import registry  # noqa: E402
 
 PROMPT = "a person walks forward and waves with the right hand"
@@ -84,8 +85,7 @@ def main(argv=None):
         has_torch = False
     results = {}
     for pkg in pkgs:
-        kind = open_model(pkg).package.kind
-        lcm = kind == bl_gen.PATH_KIND
+        lcm = load_package(pkg).kind == bl_gen.PATH_KIND
         for backend in (["onnx"] + (["torch"] if has_torch and not lcm else [])):
             model = open_model(pkg, settings=settings,
                                **({} if lcm else {"backend": backend})).load()
