@@ -27,7 +27,7 @@ from ..motion import features as _feat
 from ..motion import footlock as _footlock
 from .errors import ModelPackageError
 from .package import ModelPackage
-from .runtime import RuntimeSettings
+from .runtime import DeviceChoice, RuntimeSettings, device_status
 from .text_encoder import TextEncoder
 
 __all__ = ["Generation", "TextToMotionModel", "KINDS", "MAX_PROMPT_CHARS", "check_prompt", "check_length",
@@ -170,6 +170,7 @@ class TextToMotionModel:
         self._text_encoder = text_encoder
         self._own_encoder = text_encoder is None
         self._run = None
+        self._device: DeviceChoice | None = None  # set by load: where it runs and why
         self._lock = threading.Lock()
 
     def load(self):
@@ -178,7 +179,16 @@ class TextToMotionModel:
             with self._lock:
                 if self._run is None:
                     self._load()
+                    # the sessions were just opened: their device (a model with a PyTorch
+                    # part sets its own in _load)
+                    self._device = self._device or device_status(self.settings)
         return self
+
+    @property
+    def device(self) -> DeviceChoice:
+        """Where the model runs and why (``runtime.DeviceChoice``): what its sessions got once
+        loaded, else what they would get."""
+        return self._device or device_status(self.settings)
 
     def _load(self) -> None:
         """Set ``package``, ``_text_encoder``, ``_run`` and what sampling needs (under the lock)."""
@@ -195,6 +205,7 @@ class TextToMotionModel:
                 self._text_encoder.release()
                 self._text_encoder = None
             self._run = None
+            self._device = None
 
     @property
     def loaded(self) -> bool:

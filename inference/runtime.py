@@ -9,7 +9,10 @@ export (bpy-free; never imports bpy or torch at module import).
 Device: ``AUTO`` uses CUDA when the installed onnxruntime offers ``CUDAExecutionProvider``
 (the ``onnxruntime-gpu`` build) and a GPU answers, else the CPU; ``CUDA`` asks for the GPU and
 falls back to the CPU with a note (:func:`session_info`) when it cannot; ``CPU`` never uses
-the GPU. Threads: the preference, or ``min(physical cores, 4)`` when it is 0. Sessions never
+the GPU. Which device is used and why, in one line for people: :func:`device_status`
+(onnxruntime) and :func:`resolve_torch_device` (the PyTorch path, same setting), both a
+:class:`DeviceChoice`. On the GPU the memory arena grows only by what is asked for
+(:data:`CUDA_OPTIONS`) and is freed with the session (:func:`release`). Threads: the preference, or ``min(physical cores, 4)`` when it is 0. Sessions never
 spin (``session.intra_op.allow_spinning=0``) so idle inference threads leave Blender's CPU
 alone, run one operator at a time (inter-op 1) and are cached per process by (file, device,
 threads, options): a model is loaded once, whoever asks for it.
@@ -19,6 +22,7 @@ only for files that are not in a package.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -33,14 +37,16 @@ __all__ = [
     "physical_cores", "usable_cpus", "default_threads", "available_providers",
     "select_providers", "session_options", "get_session", "session_info", "cached_sessions",
     "release", "TorchModule", "TorchRunner", "import_torch", "load_torch_module",
+    "DeviceChoice", "cuda_gpus", "resolve_device", "device_status", "resolve_torch_device",
 ]
 
 DEVICES = ("AUTO", "CPU", "CUDA")
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 MAX_AUTO_THREADS = 4
-#: CUDA provider options: grow the GPU memory arena only by what is asked for, so the model
-#: leaves as much GPU memory as possible to Blender's viewport and Cycles.
+#: CUDA provider options: grow the GPU memory arena only by what is asked for (not by powers
+#: of two), so the model leaves as much GPU memory as possible to Blender's viewport and
+#: Cycles; the arena is freed when the session is released (:func:`release`).
 CUDA_OPTIONS = {"arena_extend_strategy": "kSameAsRequested"}
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -168,7 +174,85 @@ def default_threads() -> int:
     return min(MAX_AUTO_THREADS, physical_cores())
 
 
-# --- providers ------------------------------------------------------------------------------
+# --- devices: what is used, and why ------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where models run and why, for the preferences, the panel and batch manifests.
+
+    ``requested``: ``AUTO``/``CPU``/``CUDA``; ``device``: ``CPU`` or ``CUDA`` (actually used,
+    or what a new session will use); ``reason``: one line, e.g. "CUDA requested, no
+    CUDA-capable onnxruntime: running on the CPU"; ``engine``: ``onnxruntime`` or ``torch``."""
+
+    requested: str
+    device: str
+    reason: str
+    engine: str = "onnxruntime"
+
+    @property
+    def fallback(self) -> bool:
+        """CUDA was asked for and the CPU is used."""
+        return self.requested == "CUDA" and self.device == "CPU"
+
+    @property
+    def torch_device(self) -> str:
+        return "cuda" if self.device == "CUDA" else "cpu"
+
+    def to_manifest(self) -> dict:
+        return {"requested": self.requested, "used": self.device, "reason": self.reason,
+                "engine": self.engine}
+
+
+def _asked(requested: str) -> str:
+    return "CUDA requested" if requested == "CUDA" else "automatic"
+
+
+_CU_ERRORS = {100: "no CUDA-capable device", 35: "the NVIDIA driver is too old",
+              3: "the driver is not initialised", 999: "unknown driver error"}
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_gpus() -> tuple[tuple[str, ...], str | None]:
+    """``(names of the NVIDIA GPUs the CUDA driver sees, why none when empty)``, asked of the
+    driver itself (``libcuda`` / ``nvcuda.dll`` through ctypes: no CUDA toolkit, no torch).
+    Cached for the process."""
+    import ctypes
+
+    libs = {"win32": ["nvcuda.dll"], "darwin": []}.get(sys.platform, ["libcuda.so.1", "libcuda.so"])
+    cu = None
+    for lib in libs:
+        try:
+            cu = ctypes.CDLL(lib)
+            break
+        except OSError:
+            continue
+    if cu is None:
+        return (), "no NVIDIA driver" + (f": {libs[0]} not found" if libs else " on macOS")
+    try:
+        rc = cu.cuInit(0)
+        if rc != 0:
+            return (), f"the CUDA driver answers {_CU_ERRORS.get(rc, f'error {rc}')}"
+        count = ctypes.c_int(0)
+        cu.cuDeviceGetCount(ctypes.byref(count))
+        names = []
+        for i in range(count.value):
+            dev, buf = ctypes.c_int(0), ctypes.create_string_buffer(256)
+            cu.cuDeviceGet(ctypes.byref(dev), i)
+            cu.cuDeviceGetName(buf, 256, dev)
+            names.append(buf.value.decode("utf-8", "replace") or f"GPU {i}")
+    except (AttributeError, OSError) as exc:  # a driver library without the calls we use
+        return (), f"the CUDA driver could not be asked ({exc})"
+    return tuple(names), (None if names else "the CUDA driver sees no GPU")
+
+
+def ort_cuda_version() -> str | None:
+    """The CUDA version the installed onnxruntime-gpu was built for (``"12.8"``), else None."""
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+    except ImportError:
+        return None
+    return getattr(info, "cuda_version", None) or None
+
 
 def available_providers() -> list[str]:
     import onnxruntime as ort
@@ -176,19 +260,34 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def select_providers(device: str = "AUTO") -> tuple[list, str | None]:
-    """(onnxruntime providers for ``device``, a note when the wish cannot be met).
-    The CPU is always last, as the fallback."""
+def resolve_device(device: str = "AUTO") -> DeviceChoice:
+    """Where a new onnxruntime session of ``device`` (``AUTO``/``CPU``/``CUDA``) will run, and
+    why: CUDA needs the ``CUDAExecutionProvider`` of an onnxruntime-gpu build *and* a GPU the
+    NVIDIA driver sees (:func:`cuda_gpus`); otherwise the CPU, with the reason. A session that
+    then fails to start CUDA (e.g. the CUDA runtime or cuDNN libraries missing) says so in its
+    :class:`SessionInfo` (:func:`device_status`)."""
     device = RuntimeSettings(device=device).device
     if device == "CPU":
-        return [CPU_PROVIDER], None
-    if CUDA_PROVIDER in available_providers():
+        return DeviceChoice("CPU", "CPU", "CPU chosen")
+    asked = _asked(device)
+    if CUDA_PROVIDER not in available_providers():
+        return DeviceChoice(device, "CPU", f"{asked}, no CUDA-capable onnxruntime: running on the "
+                                           "CPU (the GPU build of the extension has onnxruntime-gpu)")
+    names, why = cuda_gpus()
+    if not names:
+        return DeviceChoice(device, "CPU", f"{asked}, onnxruntime-gpu found no NVIDIA GPU ({why}): "
+                                           "running on the CPU")
+    return DeviceChoice(device, "CUDA", f"{asked}: onnxruntime-gpu (CUDA {ort_cuda_version() or '?'}) "
+                                        f"on {names[0]}")
+
+
+def select_providers(device: str = "AUTO") -> tuple[list, str | None]:
+    """(onnxruntime providers for ``device``, a note when a CUDA request cannot be met).
+    The CPU is always last, as the fallback."""
+    choice = resolve_device(device)
+    if choice.device == "CUDA":
         return [(CUDA_PROVIDER, dict(CUDA_OPTIONS)), CPU_PROVIDER], None
-    if device == "CUDA":
-        return [CPU_PROVIDER], ("CUDA was requested but the installed onnxruntime has no CUDA "
-                                "support (it needs onnxruntime-gpu and an NVIDIA GPU); "
-                                "running on the CPU")
-    return [CPU_PROVIDER], None
+    return [CPU_PROVIDER], (choice.reason if choice.fallback else None)
 
 
 def _provider_names(providers: Sequence) -> tuple[str, ...]:
@@ -224,7 +323,8 @@ def session_options(threads: int, config: Mapping[str, str] | None = None,
 @dataclass
 class SessionInfo:
     """What :func:`get_session` made: file, device actually used (``CPU``/``CUDA``), the
-    session's providers, threads, and a note when the requested device could not be used."""
+    session's providers, threads, a note when the requested device could not be used, and
+    the :class:`DeviceChoice` (device and why; None for explicit providers)."""
 
     path: Path
     device: str
@@ -232,10 +332,36 @@ class SessionInfo:
     threads: int
     note: str | None = None
     key: tuple = field(default=(), repr=False)
+    choice: DeviceChoice | None = None
 
 
 _cache: dict[tuple, tuple[Any, SessionInfo]] = {}
 _lock = threading.RLock()
+_last_choice: dict[str, DeviceChoice] = {}  # requested device -> what its last session got
+
+
+def _cuda_start_failed(requested: str, detail: str) -> DeviceChoice:
+    libs = ort_cuda_version()
+    need = f"CUDA {libs.split('.')[0]} runtime and cuDNN 9 libraries" if libs else "CUDA libraries"
+    return DeviceChoice(requested, "CPU", f"{_asked(requested)}, onnxruntime-gpu could not start "
+                                          f"CUDA ({detail}; are the {need} installed? see "
+                                          "docs/gpu.md): running on the CPU")
+
+
+def _preload_cuda_libraries() -> None:
+    """CUDA/cuDNN from NVIDIA's pip wheels (``nvidia-*-cu12``) installed beside onnxruntime-gpu:
+    onnxruntime's own ``preload_dlls`` loads them; system libraries need nothing."""
+    import importlib.util
+
+    if importlib.util.find_spec("nvidia") is None:
+        return
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls(directory="")
+        except Exception:  # the session then says what is missing
+            pass
 
 
 def get_session(path: str | os.PathLike, settings: RuntimeSettings | None = None, *,
@@ -263,10 +389,12 @@ def get_session(path: str | os.PathLike, settings: RuntimeSettings | None = None
         st = path.stat()
     except OSError as exc:
         raise ModelPackageError(f"{label} is missing ({path}): {exc}") from exc
+    choice = None
     if providers is not None:
-        chosen, note, fallback = list(providers), None, False
+        chosen, fallback = list(providers), False
     else:
-        chosen, note = select_providers(settings.device)
+        choice = resolve_device(settings.device)
+        chosen, _ = select_providers(settings.device)
         fallback = _provider_names(chosen) != (CPU_PROVIDER,)
     threads = settings.resolved_threads
     cfg = {str(k): str(v) for k, v in (config or {}).items()}
@@ -275,7 +403,11 @@ def get_session(path: str | os.PathLike, settings: RuntimeSettings | None = None
     with _lock:
         hit = _cache.get(key)
         if hit is not None:
+            if hit[1].choice is not None:
+                _last_choice[settings.device] = hit[1].choice
             return hit[0]
+        if fallback:
+            _preload_cuda_libraries()
         try:
             sess = ort.InferenceSession(str(path), session_options(threads, cfg, settings.optimization),
                                         providers=chosen)
@@ -290,14 +422,28 @@ def get_session(path: str | os.PathLike, settings: RuntimeSettings | None = None
             except Exception as cpu_exc:
                 raise ModelPackageError(f"{label} could not be loaded by onnxruntime ({path}): "
                                         f"{cpu_exc}") from cpu_exc
-            note = f"the GPU could not be used ({str(exc).splitlines()[0][:200]}); running on the CPU"
+            choice = _cuda_start_failed(settings.device, str(exc).splitlines()[0][:200])
         used = list(sess.get_providers())
-        if CUDA_PROVIDER in _provider_names(chosen) and CUDA_PROVIDER not in used and note is None:
-            note = "the GPU could not be used (no CUDA device or driver?); running on the CPU"
+        if CUDA_PROVIDER in _provider_names(chosen) and CUDA_PROVIDER not in used \
+                and choice is not None and choice.device == "CUDA":
+            choice = _cuda_start_failed(settings.device, "the CUDA provider did not load")
+        note = choice.reason if choice is not None and choice.fallback else None
         info = SessionInfo(path=path, device="CUDA" if CUDA_PROVIDER in used else "CPU",
-                           providers=used, threads=threads, note=note, key=key)
+                           providers=used, threads=threads, note=note, key=key, choice=choice)
         _cache[key] = (sess, info)
+        if choice is not None:
+            _last_choice[settings.device] = choice
         return sess
+
+
+def device_status(settings: RuntimeSettings | None = None) -> DeviceChoice:
+    """The device and why, for ``settings.device``: what the last session opened with that
+    request actually got (a CUDA start that failed included), else what a new one would get
+    (:func:`resolve_device`). What the preferences, the panel and batch manifests show."""
+    device = (settings or RuntimeSettings()).device
+    with _lock:
+        last = _last_choice.get(device)
+    return last or resolve_device(device)
 
 
 def session_info(session) -> SessionInfo | None:
@@ -355,13 +501,41 @@ def import_torch(label: str = "This model"):
     return torch
 
 
+def resolve_torch_device(device: str = "AUTO", torch=None,
+                         label: str = "This model") -> DeviceChoice:
+    """The torch device for ``device`` (``AUTO``/``CPU``/``CUDA``, the same setting as the
+    onnxruntime sessions) and why: CUDA when torch was built with CUDA and
+    ``torch.cuda.is_available()``; otherwise the CPU with the reason ("CUDA requested,
+    PyTorch 2.13.0+cpu has no CUDA support: running on the CPU"). ``.torch_device`` is the
+    string for ``.to()``. Raises ModelPackageError (:func:`import_torch`'s message) when torch
+    is not installed."""
+    device = RuntimeSettings(device=device).device
+    torch = torch or import_torch(label)
+    if device == "CPU":
+        return DeviceChoice("CPU", "CPU", "CPU chosen", "torch")
+    asked = _asked(device)
+    version = getattr(torch, "__version__", "?")
+    if not getattr(torch.version, "cuda", None):
+        return DeviceChoice(device, "CPU", f"{asked}, PyTorch {version} has no CUDA support (a "
+                                           "CPU build): running on the CPU", "torch")
+    if not torch.cuda.is_available():
+        names, why = cuda_gpus()
+        detail = why or "the driver does not fit this build"
+        return DeviceChoice(device, "CPU", f"{asked}, PyTorch {version} (CUDA "
+                                           f"{torch.version.cuda}) finds no usable GPU ({detail}): "
+                                           "running on the CPU", "torch")
+    return DeviceChoice(device, "CUDA", f"{asked}: PyTorch {version} (CUDA {torch.version.cuda}) "
+                                        f"on {torch.cuda.get_device_name(0)}", "torch")
+
+
 class TorchRunner:
     """Runs an ``nn.Module`` in inference mode on numpy arrays (implements TorchModule)."""
 
-    def __init__(self, module, device: str, torch_module=None):
+    def __init__(self, module, device: str, torch_module=None, choice: DeviceChoice | None = None):
         self.module = module
         self.device = device
         self._torch = torch_module
+        self.choice = choice  # the device and why (resolve_torch_device)
 
     def _to_torch(self, x):
         torch = self._torch
@@ -403,10 +577,12 @@ def load_torch_module(build: Callable, *, weights: str | os.PathLike | None = No
     """Build a PyTorch part: ``build(torch)`` returns the ``nn.Module``; ``weights`` is a
     state dict file (loaded with ``weights_only=True``). Device from ``settings`` (CUDA when
     AUTO/CUDA and ``torch.cuda.is_available()``); threads are set when ``settings.threads``
-    is given. torch is imported only here."""
+    is given; ``.choice`` of the result says which device and why (:func:`resolve_torch_device`).
+    torch is imported only here."""
     torch = import_torch(label)
     settings = settings or RuntimeSettings()
-    device = "cuda" if settings.device in ("AUTO", "CUDA") and torch.cuda.is_available() else "cpu"
+    choice = resolve_torch_device(settings.device, torch, label)
+    device = choice.torch_device
     if settings.threads:
         torch.set_num_threads(settings.threads)
     try:
@@ -417,4 +593,4 @@ def load_torch_module(build: Callable, *, weights: str | os.PathLike | None = No
         module = module.eval().to(device)
     except Exception as exc:
         raise ModelPackageError(f"{label} could not be loaded by PyTorch: {exc}") from exc
-    return TorchRunner(module, device, torch)
+    return TorchRunner(module, device, torch, choice)

@@ -85,6 +85,7 @@ class SmdmModel(_gen.TextToMotionModel):
                 net_cfg = DenoiserConfig.from_dict(cfg.get("config") or {})
                 runner = pkg.torch_module(lambda torch: build_denoiser(torch, net_cfg),
                                           TORCH_FILE, self.settings)
+                self._device = runner.choice
 
                 def run(feeds):
                     return runner(*(feeds[k] for k in ("x_t", "t", "text", "key_idx",

@@ -21,6 +21,8 @@ if "SPARSE_MOTION_CACHE" not in os.environ:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "blender: needs the bpy module (run on every Blender version)")
+    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU and a CUDA build of onnxruntime "
+                            "or torch; skips with the reason where there is none")
 
 
 def pytest_collection_modifyitems(items):

@@ -367,6 +367,11 @@ def test_provider_choice(monkeypatch):
     assert providers == ["CPUExecutionProvider"] and "onnxruntime-gpu" in note
     monkeypatch.setattr(runtime, "available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(runtime, "cuda_gpus", lambda: ((), "no NVIDIA driver"))
+    assert runtime.select_providers("AUTO") == (["CPUExecutionProvider"], None)
+    providers, note = runtime.select_providers("CUDA")
+    assert providers == ["CPUExecutionProvider"] and "found no NVIDIA GPU (no NVIDIA driver)" in note
+    monkeypatch.setattr(runtime, "cuda_gpus", lambda: (("Test GPU",), None))
     providers, note = runtime.select_providers("AUTO")
     assert runtime._provider_names(providers) == ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert note is None
@@ -379,12 +384,15 @@ def test_cuda_request_falls_back_to_cpu(pkg, monkeypatch):
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("a CUDA build of onnxruntime is installed")
-    # pretend a GPU build: the session still opens, on the CPU, with a note saying why
+    # pretend a GPU build and a GPU: the session still opens, on the CPU, with a note saying why
     monkeypatch.setattr(runtime, "available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(runtime, "cuda_gpus", lambda: (("Test GPU",), None))
     sess = pkg.session("model.onnx", RuntimeSettings(device="CUDA", threads=1))
     info = runtime.session_info(sess)
-    assert info.device == "CPU" and "CPU" in info.note
+    assert info.device == "CPU" and info.note.startswith("CUDA requested, onnxruntime-gpu could not "
+                                                         "start CUDA")
+    assert info.note.endswith("running on the CPU") and info.choice.fallback
     (y,) = sess.run(None, {"x": np.ones((1, IN), np.float32)})
     np.testing.assert_allclose(y[0], W.sum(0) + B, rtol=1e-5)
 

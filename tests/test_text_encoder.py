@@ -138,9 +138,9 @@ def test_default_settings():
     assert 1 <= enc.threads <= 4
     assert enc.threads == min(4, te._cpu_count())
     assert "not loaded" in repr(enc)
-    import onnxruntime as ort
+    from sparse_motion.inference import runtime
 
-    expected = "CUDAExecutionProvider" if "CUDAExecutionProvider" in ort.get_available_providers() \
+    expected = "CUDAExecutionProvider" if runtime.resolve_device("AUTO").device == "CUDA" \
         else "CPUExecutionProvider"
     assert enc.providers[0] == expected
     assert "CPUExecutionProvider" in enc.providers
