@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["training/tiny_smdm.py", "training/train_smdm.py", "inference/smdm_net.py",
+SOURCES = ["training/tiny_smdm.py", "training/train_smdm.py", "training/distributed.py",
+           "inference/smdm_net.py",
            "inference/smdm_core.py", "motion/features.py", "motion/canonical.py",
            "inference/package.py", "models/text-minilm-l6/manifest.json"]
 NAME = "smdm-tiny-test"
@@ -76,7 +77,8 @@ def tiny_package() -> Path:
 #: walks and arm raises), cached like the sMDM one; its work folder is kept (torch weights).
 LCM_NAME = "motionlcm-tiny-test"
 LCM_SOURCES = ["training/tiny_motionlcm.py", "training/train_motionlcm.py",
-               "training/tiny_smdm.py", "training/train_smdm.py", "inference/motionlcm_net.py",
+               "training/tiny_smdm.py", "training/train_smdm.py", "training/distributed.py",
+               "inference/motionlcm_net.py",
                "inference/smdm_core.py", "motion/features.py", "motion/canonical.py",
                "inference/package.py", "models/text-minilm-l6/manifest.json"]
 

@@ -11,6 +11,13 @@ exported to ONNX with the real exporter and written as a real package (synthetic
 no data licence restriction)::
 
     .venv/bin/python training/tiny_smdm.py OUT_DIR [--steps 300] [--seed 0]
+
+Options after ``--steps``/``--seed`` go to ``train_smdm`` (e.g. ``--device cpu --dropout 0
+--log-every 1 --stop-at 12 --resume``); ``--no-export`` only trains (the history is in
+``OUT_DIR.work/checkpoint.pt``). It runs under torchrun like ``train_smdm``
+(``tests/test_distributed.py``)::
+
+    torchrun --standalone --nproc_per_node 2 training/tiny_smdm.py OUT_DIR --no-export --device cpu
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))
+import distributed  # noqa: E402
 import train_smdm as ts  # noqa: E402  (sets up the sparse_motion import)
 
 from sparse_motion.motion import canonical as canon  # noqa: E402
@@ -83,8 +91,10 @@ def synthetic_data(rng, clips_per_kind=24, lengths=(40, 72)):
     return feats, kinds
 
 
-def build(out: Path, steps: int = 300, seed: int = 0, log=print) -> dict:
-    """Train, export and package; returns the manifest."""
+def build(out: Path, steps: int = 300, seed: int = 0, log=print, *, train_args=(),
+          export: bool = True) -> dict | None:
+    """Train, export and package; returns the manifest (None with ``export=False``, and on
+    ranks other than 0 under torchrun). ``train_args``: more ``train_smdm`` options."""
     import torch
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -104,8 +114,14 @@ def build(out: Path, steps: int = 300, seed: int = 0, log=print) -> dict:
     # no mirror images: the synthetic kinds are already symmetric
     data = ts.TrainClips(norm, norm, areas, caps, caps)
     args = ts.parse_args(["--config", "tiny", "--seed", str(seed), "--steps", str(steps),
-                          "--work", str(out) + ".work", "--warmup", "30", "--ema", "0.99"])
-    model, cfg, step, n_params, history = ts.train(args, torch, data, emb, log_fn=lambda m: None)
+                          "--work", str(out) + ".work", "--warmup", "30", "--ema", "0.99",
+                          *train_args])
+    ctx = distributed.setup(args.device, amp=not args.no_amp, torch=torch)
+    model, cfg, step, n_params, history = ts.train(args, torch, data, emb, log_fn=lambda m: None,
+                                                   ctx=ctx)
+    ctx.close()
+    if not export or not ctx.is_main:
+        return None
     onnx_path = Path(args.work) / "denoiser.onnx"
     ts.export_onnx(torch, model, onnx_path)
     err = ts.parity(torch, model, onnx_path)
@@ -128,8 +144,9 @@ def main(argv=None):
     ap.add_argument("out")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    build(Path(a.out), a.steps, a.seed)
+    ap.add_argument("--no-export", action="store_true", help="train only")
+    a, rest = ap.parse_known_args(argv)
+    build(Path(a.out), a.steps, a.seed, train_args=rest, export=not a.no_export)
     return 0
 
 

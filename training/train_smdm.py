@@ -35,6 +35,14 @@ each content drawn ∝ sqrt of its clips, so the 1-2-clip contents are seen ~10x
 Then ``--export``: ONNX (dynamic batch, frames and keyframe count), a torch vs onnxruntime
 parity check, and the package (``denoiser.onnx``, ``stats.npz``, ``manifest.json``).
 
+On GPUs (``training/distributed.py``, ``docs/gpu.md``): ``--device cuda`` on one GPU, or under
+``torchrun --nproc_per_node N`` one process per GPU with DistributedDataParallel (``--batch``
+is the global batch, bf16 autocast unless ``--no-amp``); checkpoints resume on any device
+count. The ``gpu`` config (MDM's size, 18 M parameters) is the one meant for it::
+
+    torchrun --standalone --nproc_per_node 4 training/train_smdm.py --config gpu --device cuda \
+        --seed 0 --resume --export build/smdm/gpu-package
+
 Reproduce the shipped model (see ``docs/smdm.md`` for the measured times)::
 
     nohup .venv-train/bin/python training/train_smdm.py --config cpu --seed 0 --resume \\
@@ -60,6 +68,8 @@ sys.path.insert(0, str(ROOT / "training"))
 import devimport  # noqa: E402
 
 devimport.load()
+
+import distributed  # noqa: E402
 
 from sparse_motion.inference import smdm_core as core  # noqa: E402
 from sparse_motion.inference.smdm_net import DenoiserConfig, build_denoiser, INPUT_NAMES  # noqa: E402
@@ -223,16 +233,25 @@ def lr_at(step, total, warmup, base):
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def train(args, torch, data, text_emb, log_fn=log):
-    """Train (or resume) and return the EMA model. ``data``: a :class:`TrainClips`."""
+def train(args, torch, data, text_emb, log_fn=log, ctx=None):
+    """Train (or resume) and return the EMA model. ``data``: a :class:`TrainClips`.
+
+    On one device, or under torchrun on several (``ctx``: a :class:`distributed.Context`,
+    made from ``args.device`` when None): every rank draws the same global batch of
+    ``args.batch`` and trains on its slice; rank 0 logs and writes the checkpoints (the
+    unwrapped model's weights: a run resumes on any device count)."""
+    ctx = ctx or distributed.setup(args.device, amp=not args.no_amp, torch=torch)
+    if not ctx.is_main:
+        log_fn = _quiet
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     ckpt_path = work / "checkpoint.pt"
     torch.manual_seed(args.seed)
     cfg = DenoiserConfig(width=args.width, layers=args.layers, heads=args.heads, ff=args.ff,
-                         lipschitz=not args.no_lipschitz, feature_dim=data.feats[False][0].shape[1], text_dim=text_emb.shape[1])
-    device = args.device if args.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
+                         lipschitz=not args.no_lipschitz, feature_dim=data.feats[False][0].shape[1],
+                         text_dim=text_emb.shape[1],
+                         **({} if args.dropout is None else {"dropout": args.dropout}))
+    device = ctx.device
     model = build_denoiser(torch, cfg).to(device)
     if getattr(args, "init_weights", None):
         model.load_state_dict(load_init_weights(torch, args.init_weights))
@@ -257,7 +276,9 @@ def train(args, torch, data, text_emb, log_fn=log):
         history = st.get("history", [])
         log_fn(f"resumed at step {step}")
     n_params = sum(p.numel() for p in model.parameters())
-    log_fn(f"model {n_params:,} parameters on {device}, config {cfg.to_dict()}")
+    log_fn(f"model {n_params:,} parameters on {device} ({ctx.reason}"
+           f"{', bf16 autocast' if ctx.amp is not None else ''}), config {cfg.to_dict()}")
+    net = ctx.wrap(model)
     snapshots = set(args.snapshot_at or [])
     t_last_ckpt = time.time()
     t0 = time.time()
@@ -265,6 +286,8 @@ def train(args, torch, data, text_emb, log_fn=log):
     deadline = t0 + args.max_minutes * 60 if args.max_minutes else None
 
     def save():
+        if not ctx.is_main:
+            return
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "step": step, "rng": rng.bit_generator.state,
@@ -275,18 +298,24 @@ def train(args, torch, data, text_emb, log_fn=log):
     model.train()
     stop = min(args.steps, args.stop_at or args.steps)
     while step < stop:
+        # the global batch, data and noise, drawn alike on every rank (on the CPU: the same on
+        # any device); each rank keeps its slice
         x0, text, keys, left, w = data.batch(rng, args.batch, args.max_frames, args.keys,
                                              args.cond_drop, text_emb)
-        x0 = torch.from_numpy(x0).to(device)
+        x0 = torch.from_numpy(x0)
         B = x0.shape[0]
-        t = torch.randint(0, core.TIMESTEPS, (B,)).to(device)
+        t = torch.randint(0, core.TIMESTEPS, (B,))
+        noise = torch.randn(x0.shape)
+        x0, t, noise, text, keys, left, w = (
+            (v if isinstance(v, torch.Tensor) else torch.from_numpy(v)).to(device)
+            for v in map(ctx.shard, (x0, t, noise, text, keys, left, w)))
         a = abar[t][:, None, None]
-        noise = torch.randn(x0.shape).to(device)  # drawn on the CPU: the same on any device
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.warmup, args.lr)
-        pred = model(x_t, t, *(torch.from_numpy(v).to(device) for v in (text, keys, left, w)))
-        mse = ((pred - x0) ** 2).mean()
+        with ctx.autocast():
+            pred = net(x_t, t, text, keys, left, w)
+        mse = ((pred.float() - x0) ** 2).mean()
         lip = model.lipschitz_loss()
         loss = mse + args.lip_weight * lip
         opt.zero_grad(set_to_none=True)
@@ -300,26 +329,32 @@ def train(args, torch, data, text_emb, log_fn=log):
                 pe.mul_(d).add_(pm.detach(), alpha=1 - d)
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
-        v = float(mse)
+        v = ctx.mean(float(mse.detach()))  # the global batch's
         run_loss = v if run_loss is None else 0.98 * run_loss + 0.02 * v
-        if step % 50 == 0 or step == args.steps:
+        if step % args.log_every == 0 or step == args.steps:
             el = time.time() - t0
-            history.append({"step": step, "mse": round(run_loss, 5), "lip": float(lip)})
-            log_fn(f"step {step}/{args.steps} mse {run_loss:.4f} lip {float(lip):.1f} "
+            history.append({"step": step, "mse": round(run_loss, 5), "lip": float(lip.detach()),
+                            "batch_mse": v})
+            log_fn(f"step {step}/{args.steps} mse {run_loss:.4f} lip {float(lip.detach()):.1f} "
                    f"lr {opt.param_groups[0]['lr']:.2e} {el / 60:.1f} min")
-        if step in snapshots:
+        if step in snapshots and ctx.is_main:
             torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step},
                        work / f"ema-{step}.pt")
         if time.time() - t_last_ckpt > args.checkpoint_minutes * 60:
             save()
             t_last_ckpt = time.time()
-        if deadline and time.time() > deadline:
+        if deadline and ctx.mean(time.time() > deadline) > 0:  # all ranks stop together
             log_fn(f"time budget reached at step {step}")
             break
     save()
-    torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step},
-               work / "ema-final.pt")
+    if ctx.is_main:
+        torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step},
+                   work / "ema-final.pt")
     return ema.cpu(), cfg, step, n_params, history
+
+
+def _quiet(msg: str) -> None:
+    """The log of ranks other than 0."""
 
 
 # =========================================================================== export
@@ -467,7 +502,11 @@ def parse_args(argv=None):
     ap.add_argument("--cond-drop", type=float, default=0.1)
     ap.add_argument("--lip-weight", type=float, default=1e-6)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
+    distributed.add_args(ap)
+    ap.add_argument("--dropout", type=float, default=None,
+                    help="the denoiser's dropout (default: the config's, 0.1)")
+    ap.add_argument("--log-every", type=int, default=50,
+                    help="steps between log lines and history entries")
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--stop-at", type=int, default=None,
                     help="stop at this step (the schedule still runs over --steps): ablations "
@@ -509,6 +548,7 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    ctx = distributed.setup(args.device, amp=not args.no_amp, torch=torch)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     ds = _ds.load_dataset(args.data)
@@ -518,11 +558,12 @@ def main(argv=None):
     captions_of = pair_captions(args.captions_per_pair)
     # a drawn subset has its own cache folder (the evaluator's cache holds every variant)
     cache = DEFAULT_WORK / "text" if args.captions_per_pair else ROOT / "build" / "evaluator"
-    _texts, text_emb, text_index = text_cache(ds, cache, te_dir, captions_of)
+    with ctx.main_first():  # rank 0 fills the cache, the others read it
+        _texts, text_emb, text_index = text_cache(ds, cache, te_dir, captions_of)
     t = time.perf_counter()
     data = TrainClips.from_dataset(ds, ds.indices("train"), text_index, captions_of,
                                    balance_power=args.balance)
-    log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
+    ctx.log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
     if args.from_weights:
         st = torch.load(args.from_weights, weights_only=False, map_location="cpu")
         cfg = DenoiserConfig.from_dict(st["config"])
@@ -532,9 +573,10 @@ def main(argv=None):
         history = []
     else:
         t_train = time.time()
-        model, cfg, step, n_params, history = train(args, torch, data, text_emb)
-        log(f"training done: step {step} in {(time.time() - t_train) / 60:.1f} min")
-    if not args.export:
+        model, cfg, step, n_params, history = train(args, torch, data, text_emb, ctx=ctx)
+        ctx.log(f"training done: step {step} in {(time.time() - t_train) / 60:.1f} min")
+    ctx.close()
+    if not args.export or not ctx.is_main:  # rank 0 exports
         return 0
     model.eval()
     onnx_path = work / "denoiser.onnx"
