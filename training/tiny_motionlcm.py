@@ -58,6 +58,9 @@ def build(out: Path, seed: int = 0, log=print, extra_args=()) -> dict:
                           *extra_args])
     trainer = tm.Trainer(args, torch, data, emb, mean, std, log_fn=lambda m: None)
     assert trainer.run()
+    trainer.ctx.close()
+    if not trainer.ctx.is_main:  # under torchrun: rank 0 exports
+        return trainer.history
     tm.export(trainer, args, torch, mean, std, data_licence=False, default=False,
               command=f"training/tiny_motionlcm.py {out} --seed {seed}",
               description="Tiny MotionLCM trained on synthetic motion (tests only)",
@@ -71,8 +74,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    build(Path(a.out), a.seed)
+    a, rest = ap.parse_known_args(argv)  # the rest: train_motionlcm options (--device, ...)
+    build(Path(a.out), a.seed, extra_args=rest)
     return 0
 
 

@@ -25,6 +25,13 @@ continues it, a finished stage's ``work/<stage>-final.pt`` is kept and skipped):
 Data: the train split and its mirror image (``train_smdm.TrainClips``: one length per batch,
 random crops; captions from every template paraphrase), the shipped text encoder's embeddings.
 
+On GPUs (``training/distributed.py``, ``docs/gpu.md``): ``--device cuda``, one GPU or under
+``torchrun --nproc_per_node N`` (DistributedDataParallel in every stage, ``--batch`` the global
+batch, bf16 autocast unless ``--no-amp``); the ``gpu`` config is the paper's sizes::
+
+    torchrun --standalone --nproc_per_node 4 training/train_motionlcm.py --config gpu \
+        --device cuda --seed 0 --resume --export build/motionlcm/gpu-package
+
 Plan for the shipped model (see docs/motionlcm.md for the measured step times)::
 
     nohup .venv-train/bin/python training/train_motionlcm.py --config cpu --seed 0 --resume \\
@@ -46,6 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))
 import train_smdm as ts  # noqa: E402  (sets up the sparse_motion import)
+import distributed  # noqa: E402
 
 from sparse_motion.inference import motionlcm_net as net  # noqa: E402
 from sparse_motion.inference import smdm_core as core  # noqa: E402
@@ -115,10 +123,19 @@ def _ema_update(torch, ema, model, decay):
 
 
 def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log_fn,
-              ramp_ema=True):
+              ramp_ema=True, ctx=None, net=None):
     """The training loop shared by the four stages: AdamW with warm-up and cosine decay,
     gradient clipping, EMA, time-based checkpoints, ``--resume``, the time budget. Returns
-    ``(ema, finished, history)``; ``step_fn(rng, step)`` returns ``(loss, {name: value})``."""
+    ``(ema, finished, history)``; ``step_fn(rng, step)`` returns ``(loss, {name: value})``.
+
+    Several processes (``ctx``, a :class:`distributed.Context`; None: one process on the CPU):
+    ``net`` is ``model`` as ``step_fn`` calls it (``ctx.wrap(model)``), ``step_fn`` runs
+    under ``ctx.autocast()``, logged values are the mean over the ranks, rank 0 logs and
+    writes the checkpoints (the unwrapped weights), and the time budget stops every rank at
+    the same step."""
+    ctx = ctx or distributed.setup("cpu", torch=torch)
+    if not ctx.is_main:
+        log_fn = ts._quiet
     work = Path(args.work)
     ckpt = work / f"{stage}.pt"
     steps, lr = args.stage_steps[stage], args.stage_lr[stage]
@@ -137,6 +154,8 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
         log_fn(f"{stage}: resumed at step {step}")
 
     def save():
+        if not ctx.is_main:
+            return
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
                     "opt": opt.state_dict(), "step": step, "history": history,
@@ -151,7 +170,9 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
     while step < steps:
         for g in opt.param_groups:
             g["lr"] = ts.lr_at(step, steps, min(args.warmup, steps // 5), lr)
-        loss, parts = step_fn(rng, step)
+        with ctx.autocast():  # bf16 on CUDA; the losses come out in float32
+            loss, parts = step_fn(rng, step)
+        parts = {k: ctx.mean(v) for k, v in parts.items()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -168,17 +189,22 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
         if time.time() - t_ckpt > args.checkpoint_minutes * 60:
             save()
             t_ckpt = time.time()
-        if budget.over() or (args.stop_at and step >= args.stop_at):
-            break
+        if ctx.mean(budget.over()) > 0 or (args.stop_at and step >= args.stop_at):
+            break  # any rank out of time: all stop here
     save()
     return ema, step >= steps, history
 
 
-def _batch(torch, data, rng, args, text_emb, cond_drop=0.0):
+def _batch(torch, data, rng, args, text_emb, cond_drop=0.0, ctx=None):
+    """``(x, text, frame_idx, lengths)``: the global batch (drawn alike on every rank), this
+    rank's slice of it on ``ctx.device`` (``ctx`` None: all of it, on the CPU)."""
     x, text, *_ = data.batch(rng, args.batch, args.max_frames, "random", cond_drop, text_emb)
     N = x.shape[1]
-    return (torch.from_numpy(x), torch.from_numpy(text), torch.arange(N),
-            torch.full((x.shape[0],), N, dtype=torch.int64))
+    if ctx is not None:
+        x, text = ctx.shard(x), ctx.shard(text)
+    dev = ctx.device if ctx is not None else "cpu"
+    return (torch.from_numpy(x).to(dev), torch.from_numpy(text).to(dev),
+            torch.arange(N, device=dev), torch.full((x.shape[0],), N, dtype=torch.int64, device=dev))
 
 
 def _load_final(torch, work: Path, stage: str):
@@ -192,18 +218,22 @@ def _load_final(torch, work: Path, stage: str):
 class Trainer:
     """The four stages over one data set (``ts.TrainClips``) and caption embeddings."""
 
-    def __init__(self, args, torch, data, text_emb, feat_mean, feat_std, log_fn=log):
+    def __init__(self, args, torch, data, text_emb, feat_mean, feat_std, log_fn=log, ctx=None):
         self.args, self.torch, self.data, self.text_emb = args, torch, data, text_emb
-        self.log = log_fn
+        self.ctx = ctx or distributed.setup(getattr(args, "device", "cpu"),
+                                            amp=not getattr(args, "no_amp", False), torch=torch)
+        self.dev = self.ctx.device
+        self.log = log_fn if self.ctx.is_main else ts._quiet
         self.work = Path(args.work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.vcfg = net.VaeConfig(feature_dim=data.feats[False][0].shape[1], **args.vae)
         self.dcfg = net.DenoiserConfig(tokens=self.vcfg.tokens, latent_dim=self.vcfg.latent_dim,
                                        text_dim=text_emb.shape[1], **args.den)
         self.ccfg = net.ControlConfig(**args.ctl)
-        self.abar = torch.tensor(core.cosine_alphas_cumprod(core.TIMESTEPS), dtype=torch.float32)
-        self.feat_mean = torch.as_tensor(np.asarray(feat_mean, np.float32))
-        self.feat_std = torch.as_tensor(np.asarray(feat_std, np.float32))
+        self.abar = torch.tensor(core.cosine_alphas_cumprod(core.TIMESTEPS), dtype=torch.float32,
+                                 device=self.dev)
+        self.feat_mean = torch.as_tensor(np.asarray(feat_mean, np.float32), device=self.dev)
+        self.feat_std = torch.as_tensor(np.asarray(feat_std, np.float32), device=self.dev)
         self.layout = _feat.feature_layout()
         self.budget = Budget(args.max_minutes)
         self.history = {}
@@ -214,11 +244,26 @@ class Trainer:
         return net.DenoiserConfig(**{**self.dcfg.to_dict(), "guidance_embed": True,
                                      "consistency": True})
 
-    def vae(self):
+    def vae(self, device=None):
+        dev = device or self.dev
         st = _load_final(self.torch, self.work, "vae")
         vae = net.build_vae(self.torch, self.vcfg)
         vae.load_state_dict(st["model"])
-        return _frozen(vae), st["lat_mean"], st["lat_std"]
+        return _frozen(vae).to(dev), st["lat_mean"].to(dev), st["lat_std"].to(dev)
+
+    def batch(self, rng, cond_drop=0.0):
+        """This rank's slice of a global batch, on the training device."""
+        return _batch(self.torch, self.data, rng, self.args, self.text_emb, cond_drop, self.ctx)
+
+    def seed(self, stage):
+        """Seed torch for ``stage`` (weights and noise): the same on every rank, so the
+        weights start alike; call :meth:`rank_noise` once they are built."""
+        self.torch.manual_seed(self.args.seed * 10 + STAGES.index(stage))
+
+    def rank_noise(self, stage):
+        """With several processes, each rank's own noise from here on (one process: unchanged)."""
+        if self.ctx.distributed:
+            self.torch.manual_seed(self.args.seed * 10 + STAGES.index(stage) + 1000 * self.ctx.rank)
 
     def latents(self, vae, lat, x, frame_idx, sample):
         mu, logvar = vae.encode(x, frame_idx)
@@ -232,45 +277,50 @@ class Trainer:
     def grid_t(self, rng, B):
         k = self.args.skip
         idx = rng.integers(0, core.TIMESTEPS // k, B)
-        return self.torch.from_numpy((idx + 1) * k - 1)
+        return self.torch.from_numpy((idx + 1) * k - 1).to(self.dev)
 
     def w(self, rng, B):
         lo, hi = self.args.w_range
-        return self.torch.from_numpy(rng.uniform(lo, hi, B).astype(np.float32))
+        return self.torch.from_numpy(rng.uniform(lo, hi, B).astype(np.float32)).to(self.dev)
 
     def pelvis(self, x_norm):
         return net.root_trajectory(self.torch, x_norm * self.feat_std + self.feat_mean, self.layout)
 
     def finish(self, stage, model, history, **extra):
-        self.torch.save({"model": model.state_dict(), "history": history, **extra},
-                        self.work / f"{stage}-final.pt")
+        if self.ctx.is_main:
+            self.torch.save({"model": model.state_dict(), "history": history, **extra},
+                            self.work / f"{stage}-final.pt")
+        self.ctx.barrier()  # the next stage reads it on every rank
         self.history[stage] = history
 
     # --- stages ---------------------------------------------------------------------------
 
     def train_vae(self):
         torch, args = self.torch, self.args
-        torch.manual_seed(args.seed * 10 + STAGES.index("vae"))  # weights and noise
-        model = net.build_vae(torch, self.vcfg)
+        self.seed("vae")
+        model = net.build_vae(torch, self.vcfg).to(self.dev)
         ema = _frozen(copy.deepcopy(model))
+        self.rank_noise("vae")
+        ddp = self.ctx.wrap(model)
 
         def step(rng, i):
-            x, _text, fidx, _n = _batch(torch, self.data, rng, args, self.text_emb)
-            rec, mu, logvar = model(x, fidx)
+            x, _text, fidx, _n = self.batch(rng)
+            rec, mu, logvar = ddp(x, fidx)
             mse = ((rec - x) ** 2).mean()
             kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).mean()
             return mse + args.kl * kl, {"mse": float(mse.detach()), "kl": float(kl.detach())}
 
         ema, done, hist = run_stage("vae", args, torch, model, ema, step, ema_decay=args.ema,
-                                    budget=self.budget, log_fn=self.log)
+                                    budget=self.budget, log_fn=self.log, ctx=self.ctx)
         if not done:
             return False
         # latent statistics (normalised latents for the diffusion stages)
         rng = np.random.default_rng([args.seed, 99])
         zs = []
         with torch.no_grad():
-            for _ in range(args.stat_batches):
+            for _ in range(args.stat_batches):  # the whole global batches, on every rank alike
                 x, _t, fidx, _n = _batch(torch, self.data, rng, args, self.text_emb)
+                x, fidx = x.to(self.dev), fidx.to(self.dev)
                 zs.append(ema.encode(x, fidx)[0])
         z = torch.cat(zs)
         self.finish("vae", ema, hist, lat_mean=z.mean(0), lat_std=z.std(0).clamp_min(1e-3),
@@ -279,41 +329,46 @@ class Trainer:
 
     def train_teacher(self):
         torch, args = self.torch, self.args
-        torch.manual_seed(args.seed * 10 + STAGES.index("teacher"))  # weights and noise
+        self.seed("teacher")
         vae, lm, ls = self.vae()
-        model = net.build_denoiser(torch, self.dcfg)
+        model = net.build_denoiser(torch, self.dcfg).to(self.dev)
         ema = _frozen(copy.deepcopy(model))
+        self.rank_noise("teacher")
+        ddp = self.ctx.wrap(model)
 
         def step(rng, i):
-            x, text, fidx, n = _batch(torch, self.data, rng, args, self.text_emb, args.cond_drop)
+            x, text, fidx, n = self.batch(rng, args.cond_drop)
             with torch.no_grad():
                 z0 = self.latents(vae, (lm, ls), x, fidx, sample=True)
-            t = torch.randint(0, core.TIMESTEPS, (len(x),))
-            pred = model(self.noisy(z0, t), t, text, n)
+            t = torch.randint(0, core.TIMESTEPS, (len(x),)).to(self.dev)
+            pred = ddp(self.noisy(z0, t), t, text, n)
             mse = ((pred - z0) ** 2).mean()
             return mse, {"mse": float(mse.detach())}
 
         ema, done, hist = run_stage("teacher", args, torch, model, ema, step, ema_decay=args.ema,
-                                    budget=self.budget, log_fn=self.log)
+                                    budget=self.budget, log_fn=self.log, ctx=self.ctx)
         if done:
             self.finish("teacher", ema, hist, config=self.dcfg.to_dict())
         return done
 
     def train_distill(self):
         torch, args = self.torch, self.args
-        torch.manual_seed(args.seed * 10 + STAGES.index("distill"))  # weights and noise
+        self.seed("distill")
         vae, lm, ls = self.vae()
         teacher = net.build_denoiser(torch, self.dcfg)
         teacher.load_state_dict(_load_final(torch, self.work, "teacher")["model"])
-        _frozen(teacher)
+        _frozen(teacher).to(self.dev)
         student = net.build_denoiser(torch, self.student_config())
         missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("w_mlp.") for k in missing), missing
+        student.to(self.dev)
         target = _frozen(copy.deepcopy(student))
+        self.rank_noise("distill")
+        ddp = self.ctx.wrap(student)
         k = args.skip
 
         def step(rng, i):
-            x, text, fidx, n = _batch(torch, self.data, rng, args, self.text_emb)
+            x, text, fidx, n = self.batch(rng)
             B = len(x)
             with torch.no_grad():
                 z0 = self.latents(vae, (lm, ls), x, fidx, sample=True)
@@ -329,22 +384,22 @@ class Trainer:
                 eps = (z_t - a.sqrt() * x0) / (1 - a).sqrt()
                 z_prev = ap.sqrt() * x0 + (1 - ap).sqrt() * eps
                 tgt = target(z_prev, t_prev, text, n, w)
-            pred = student(z_t, t, text, n, w)
+            pred = ddp(z_t, t, text, n, w)
             c = args.huber_c
             loss = (torch.sqrt((pred - tgt) ** 2 + c * c) - c).mean()
             return loss, {"huber": float(loss.detach())}
 
         target, done, hist = run_stage("distill", args, torch, student, target, step,
                                        ema_decay=args.ema_target, budget=self.budget,
-                                       log_fn=self.log, ramp_ema=False)
+                                       log_fn=self.log, ramp_ema=False, ctx=self.ctx)
         if done:
             self.finish("distill", target, hist, config=self.student_config().to_dict())
         return done
 
-    def student(self):
+    def student(self, device=None):
         s = net.build_denoiser(self.torch, self.student_config())
         s.load_state_dict(_load_final(self.torch, self.work, "distill")["model"])
-        return _frozen(s)
+        return _frozen(s).to(device or self.dev)
 
     def control_mask(self, rng, B, N):
         mask = np.zeros((B, N), np.float32)
@@ -354,21 +409,23 @@ class Trainer:
             else:
                 mask[b, rng.choice(N, size=int(rng.integers(1, max(2, N // 10) + 1)),
                                    replace=False)] = 1.0
-        return self.torch.from_numpy(mask)
+        return self.torch.from_numpy(mask).to(self.dev)
 
     def train_control(self):
         torch, args = self.torch, self.args
-        torch.manual_seed(args.seed * 10 + STAGES.index("control"))  # weights and noise
+        self.seed("control")
         vae, lm, ls = self.vae()
         decoder = _frozen(net.build_decoder_export(torch, vae, lm, ls))
         student = self.student()
         model = net.build_controlnet(torch, self.student_config(), self.ccfg)
         model.copy.load_state_dict(student.state_dict())
+        model.to(self.dev)
         ema = _frozen(copy.deepcopy(model))
+        self.rank_noise("control")
+        ddp = self.ctx.wrap(model, find_unused=True)  # parts of the denoiser copy go unused
 
         def step(rng, i):
-            x, text, fidx, n = _batch(torch, self.data, rng, args, self.text_emb,
-                                      args.control_cond_drop)
+            x, text, fidx, n = self.batch(rng, args.control_cond_drop)
             B, N = x.shape[:2]
             with torch.no_grad():
                 z0 = self.latents(vae, (lm, ls), x, fidx, sample=False)
@@ -377,7 +434,7 @@ class Trainer:
             w = self.w(rng, B)
             mask = self.control_mask(rng, B, N)
             z_t = self.noisy(z0, t)
-            res = model(z_t, t, text, n, w, control, mask)
+            res = ddp(z_t, t, text, n, w, control, mask)
             pred = student(z_t, t, text, n, w, res)
             lat = ((pred - z0) ** 2).mean()
             err = ((self.pelvis(decoder(pred, fidx)) - control) * net.CONTROL_SCALE) ** 2
@@ -386,7 +443,7 @@ class Trainer:
                                                      "pelvis_m2": float(ctl.detach())}
 
         ema, done, hist = run_stage("control", args, torch, model, ema, step, ema_decay=args.ema,
-                                    budget=self.budget, log_fn=self.log)
+                                    budget=self.budget, log_fn=self.log, ctx=self.ctx)
         if done:
             self.finish("control", ema, hist, config=self.ccfg.to_dict())
         return done
@@ -410,11 +467,11 @@ class Trainer:
 
     def modules(self):
         """The exported parts in eval mode: decoder (on normalised latents), student, ControlNet."""
-        vae, lm, ls = self.vae()
+        vae, lm, ls = self.vae("cpu")
         decoder = _frozen(net.build_decoder_export(self.torch, vae, lm, ls))
         cn = net.build_controlnet(self.torch, self.student_config(), self.ccfg)
         cn.load_state_dict(_load_final(self.torch, self.work, "control")["model"])
-        return decoder, self.student(), _frozen(cn)
+        return decoder, self.student("cpu"), _frozen(cn)
 
 
 def example_feeds(dcfg: net.DenoiserConfig, B: int, N: int, rng, layers_out=True) -> dict:
@@ -535,6 +592,7 @@ def parse_args(argv=None):
     ap.add_argument("--work", default=None, help="checkpoints (build/motionlcm/<config>)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    distributed.add_args(ap)
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop (with a checkpoint) after this long; continue with --resume")
     ap.add_argument("--resume", action="store_true")
@@ -617,6 +675,7 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    ctx = distributed.setup(args.device, amp=not args.no_amp, torch=torch)
     ds = _ds.load_dataset(args.data)
     if args.time_steps:  # the caption embeddings do not change the cost of a step
         text_emb, text_index = np.zeros((1, 384), np.float32), collections.defaultdict(int)
@@ -627,20 +686,21 @@ def main(argv=None):
         # --captions-per-pair of them (sMDM's draw, sharing its embedding cache)
         captions_of = ts.pair_captions(args.captions_per_pair)
         cache = ts.DEFAULT_WORK / "text" if args.captions_per_pair else ROOT / "build" / "evaluator"
-        _t, text_emb, text_index = text_cache(ds, cache, ts.TEXT_ENCODER_DIR, captions_of)
+        with ctx.main_first():  # rank 0 fills the cache, the others read it
+            _t, text_emb, text_index = text_cache(ds, cache, ts.TEXT_ENCODER_DIR, captions_of)
     t = time.perf_counter()
     data = ts.TrainClips.from_dataset(ds, ds.indices("train"), text_index,
                                       ts.pair_captions(args.captions_per_pair),
                                       balance_power=args.balance)
-    log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
-    trainer = Trainer(args, torch, data, text_emb, ds.mean, ds.std)
+    ctx.log(f"{len(data.lengths)} train clips (+ mirrors) ready in {time.perf_counter() - t:.0f} s")
+    trainer = Trainer(args, torch, data, text_emb, ds.mean, ds.std, ctx=ctx)
     if args.time_steps:
         time_steps(trainer, args.time_steps)
         return 0
     stages = STAGES if args.stage == "all" else STAGES[:STAGES.index(args.stage) + 1]
-    if not trainer.run(stages):
-        return 0
-    if not args.export:
+    done = trainer.run(stages)
+    ctx.close()
+    if not done or not args.export or not ctx.is_main:  # rank 0 exports
         return 0
     return export(trainer, args, torch, ds.mean, ds.std, argv,
                   data_meta={"dataset_version": ds.meta["version"], "split": "train (+ mirror)"})
