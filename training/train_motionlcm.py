@@ -123,14 +123,14 @@ def _ema_update(torch, ema, model, decay):
 
 
 def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log_fn,
-              ramp_ema=True, ctx=None, net=None):
+              ramp_ema=True, ctx=None):
     """The training loop shared by the four stages: AdamW with warm-up and cosine decay,
     gradient clipping, EMA, time-based checkpoints, ``--resume``, the time budget. Returns
     ``(ema, finished, history)``; ``step_fn(rng, step)`` returns ``(loss, {name: value})``.
 
     Several processes (``ctx``, a :class:`distributed.Context`; None: one process on the CPU):
-    ``net`` is ``model`` as ``step_fn`` calls it (``ctx.wrap(model)``), ``step_fn`` runs
-    under ``ctx.autocast()``, logged values are the mean over the ranks, rank 0 logs and
+    ``step_fn`` calls ``ctx.wrap(model)`` rather than ``model`` and runs under
+    ``ctx.autocast()``, logged values are the mean over the ranks, rank 0 logs and
     writes the checkpoints (the unwrapped weights), and the time budget stops every rank at
     the same step."""
     ctx = ctx or distributed.setup("cpu", torch=torch)
