@@ -38,6 +38,7 @@ __all__ = ["Generation", "TextToMotionModel", "KINDS", "MAX_PROMPT_CHARS", "chec
 KINDS = {
     "smdm": ("smdm", "SmdmModel"),
     "motionlcm": ("motionlcm", "MotionLcmModel"),
+    "kmm": ("kmm", "KmmModel"),
 }
 MAX_PROMPT_CHARS = 1000
 

@@ -72,17 +72,23 @@ class Segment:
                          f"got {value!r}")
 
 
-def check_segments(segments, fps: float, *, max_segments: int = MAX_SEGMENTS,
+def check_segments(segments, fps: float | None, *, max_segments: int = MAX_SEGMENTS,
                    max_total_seconds: float = MAX_TOTAL_SECONDS,
                    min_seconds: float = MIN_SEGMENT_SECONDS,
                    max_seconds: float = MAX_SEGMENT_SECONDS) -> list[Segment]:
     """The cleaned segments (prompts stripped, seconds as float); InputError naming the segment
     for an empty or overlong prompt, a length that is not a number, ≤ 0 or out of range, a
-    negative seed, no segments, too many, or a timeline too long."""
+    seed that is not a whole number ≥ 0, no segments, too many, or a timeline too long.
+    ``fps`` None (a batch file read before its model is known) skips the two-frame rule."""
     try:
-        segs = [Segment.coerce(s) for s in (segments or [])]
+        segs = list(segments or [])
     except TypeError as exc:
         raise InputError(f"The timeline segments are not a list: {exc}") from None
+    for i, s in enumerate(segs):
+        try:
+            segs[i] = Segment.coerce(s)
+        except InputError as exc:
+            raise InputError(f"Segment {i + 1}: {exc}") from None
     if not segs:
         raise InputError("The timeline is empty: add at least one segment (prompt and seconds)")
     if len(segs) > max_segments:
@@ -104,16 +110,30 @@ def check_segments(segments, fps: float, *, max_segments: int = MAX_SEGMENTS,
         if not (min_seconds - 1e-9 <= sec <= max_seconds + 1e-9):
             raise InputError(f"Segment {i} ('{text[:40]}'): {sec:g} s is out of range; a "
                              f"segment lasts {min_seconds:g} to {max_seconds:g} s")
-        if s.seed is not None and int(s.seed) < 0:
-            raise InputError(f"Segment {i}: the seed must be 0 or more, got {s.seed}")
-        if int(round(sec * fps)) < 2:
+        seed = _seed(s.seed, i)
+        if fps is not None and int(round(sec * fps)) < 2:
             raise InputError(f"Segment {i}: {sec:g} s is less than two frames at {fps:g} fps")
         total += sec
-        out.append(Segment(text, sec, None if s.seed is None else int(s.seed)))
+        out.append(Segment(text, sec, seed))
     if total > max_total_seconds + 1e-9:
         raise InputError(f"The timeline lasts {total:g} s; keep it under "
                          f"{max_total_seconds:g} s ({max_total_seconds / 60:g} minutes)")
     return out
+
+
+def _seed(value, i: int) -> int | None:
+    if value is None:
+        return None
+    try:
+        seed = int(value)
+        whole = seed == float(value)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or isinstance(value, bool):
+        raise InputError(f"Segment {i}: the seed must be a whole number, got {value!r}")
+    if seed < 0:
+        raise InputError(f"Segment {i}: the seed must be 0 or more, got {value}")
+    return seed
 
 
 def segment_ranges(segments, fps: float) -> list[tuple[int, int]]:
@@ -147,6 +167,7 @@ class Timeline:
     foot_lock: bool = True
     method: str = ""
     timings: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)   # the model's own (KMM: the token ids)
 
     @property
     def frames(self) -> int:
@@ -225,12 +246,15 @@ def _positions(quats, root):
 
 def _features_for(model, segments, seeds, progress, cancel, hold=None, regenerate=None,
                   grounding=None):
+    """``(features, state, method)`` from the model's own long-motion sampler, or
+    ``(None, {}, "crossfade")`` when it has none."""
     if hasattr(model, "timeline_features"):
-        return model.timeline_features([s.text for s in segments],
-                                       [r[1] - r[0] for r in segment_ranges(segments, model.fps)],
-                                       seeds, hold=hold, regenerate=regenerate,
-                                       progress=progress, cancel=cancel), "native"
-    return None, "crossfade"
+        feats, state = model.timeline_features(
+            [s.text for s in segments], [r[1] - r[0] for r in segment_ranges(segments, model.fps)],
+            seeds, hold=hold, regenerate=regenerate, grounding=grounding, progress=progress,
+            cancel=cancel)
+        return feats, state, "native"
+    return None, {}, "crossfade"
 
 
 def generate(model, segments, *, seed: int = 0, key_fraction: float | None = None,
@@ -251,9 +275,10 @@ def generate(model, segments, *, seed: int = 0, key_fraction: float | None = Non
     seeds = [segment_seed(s, seed, i) for i, s in enumerate(segs)]
     timings = {}
     t0 = time.perf_counter()
-    feats, used = (None, "crossfade")
+    feats, state, used = (None, {}, "crossfade")
     if method == "auto":
-        feats, used = _features_for(model, segs, seeds, progress, cancel, grounding=grounding)
+        feats, state, used = _features_for(model, segs, seeds, progress, cancel,
+                                           grounding=grounding)
     elif method != "crossfade":
         raise ValueError(f"unknown timeline method {method!r}")
     if feats is None:
@@ -268,7 +293,8 @@ def generate(model, segments, *, seed: int = 0, key_fraction: float | None = Non
     pkg = model.package
     return Timeline(segments=segs, fps=fps, quats=q, root=x, features=np.asarray(feats, np.float32),
                     ranges=ranges, keys=keys, model=f"{pkg.name} {pkg.version}", seed=int(seed),
-                    key_fraction=kf, foot_lock=bool(foot_lock), method=used, timings=timings)
+                    key_fraction=kf, foot_lock=bool(foot_lock), method=used, timings=timings,
+                    state=state)
 
 
 def regenerate(model, timeline: Timeline, index: int, *, seed: int | None = None,
@@ -292,10 +318,10 @@ def regenerate(model, timeline: Timeline, index: int, *, seed: int | None = None
     a, b = timeline.ranges[i]
     timings = {}
     t0 = time.perf_counter()
-    feats = None
+    feats, state = None, {}
     if timeline.method == "native" and hasattr(model, "timeline_features"):
-        feats, _ = _features_for(model, segs, seeds, progress, cancel,
-                                 hold=timeline.features, regenerate=i, grounding=grounding)
+        feats, state, _ = _features_for(model, segs, seeds, progress, cancel, hold=timeline,
+                                        regenerate=i, grounding=grounding)
     if feats is None:
         gen = model.generate(segs[i].text, b - a, seeds[i], progress=progress, cancel=cancel,
                              grounding=grounding)
@@ -339,4 +365,5 @@ def regenerate(model, timeline: Timeline, index: int, *, seed: int | None = None
     return Timeline(segments=segs, fps=timeline.fps, quats=q, root=x, features=feats,
                     ranges=list(timeline.ranges), keys=keys, model=timeline.model,
                     seed=timeline.seed, key_fraction=timeline.key_fraction,
-                    foot_lock=timeline.foot_lock, method=timeline.method, timings=timings)
+                    foot_lock=timeline.foot_lock, method=timeline.method, timings=timings,
+                    state=state)

@@ -93,3 +93,18 @@ def copy_package(dst: Path) -> Path:
     out = dst / NAME
     shutil.copytree(tiny_package(), out)
     return out
+
+
+#: The tiny KMM package (``training/tiny_kmm.py``: tokenizer and masked Mamba on the synthetic
+#: walks and arm raises), cached like the others.
+KMM_NAME = "kmm-tiny-test"
+KMM_SOURCES = ["training/tiny_kmm.py", "training/train_kmm.py", "training/tiny_motionlcm.py",
+               "training/train_motionlcm.py", "training/tiny_smdm.py", "training/train_smdm.py",
+               "training/distributed.py", "inference/kmm_net.py", "motion/features.py",
+               "motion/canonical.py", "inference/package.py",
+               "models/text-minilm-l6/manifest.json"]
+
+
+def tiny_kmm_package() -> Path:
+    """The folder ``build/test-models/<key>/kmm-tiny-test`` (built on first use)."""
+    return cached_package(KMM_NAME, "training/tiny_kmm.py", KMM_SOURCES)

@@ -125,7 +125,8 @@ def _ema_update(torch, ema, model, decay):
 def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log_fn,
               ramp_ema=True, ctx=None):
     """The training loop shared by the four stages: AdamW with warm-up and cosine decay,
-    gradient clipping, EMA, time-based checkpoints, ``--resume``, the time budget. Returns
+    gradient clipping, EMA, time-based checkpoints, ``--resume``, the time budget (also KMM's
+    stages: ``args.stages`` names a script's own stage list). Returns
     ``(ema, finished, history)``; ``step_fn(rng, step)`` returns ``(loss, {name: value})``.
 
     Several processes (``ctx``, a :class:`distributed.Context`; None: one process on the CPU):
@@ -141,7 +142,7 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
     steps, lr = args.stage_steps[stage], args.stage_lr[stage]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    rng = np.random.default_rng([args.seed, STAGES.index(stage)])
+    rng = np.random.default_rng([args.seed, getattr(args, "stages", STAGES).index(stage)])
     step, history = 0, []
     if args.resume and ckpt.is_file():
         st = torch.load(ckpt, weights_only=False, map_location="cpu")
