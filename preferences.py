@@ -30,7 +30,32 @@ class SPARSEMOTION_AP_preferences(bpy.types.AddonPreferences):
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "device")
+        draw_device(layout, self, always_why=True)
         layout.prop(self, "threads")
+
+
+def device_choice(prefs=None):
+    """Where models run with these preferences and why (``inference.runtime.DeviceChoice``):
+    what the last model session really got, else what the next one will get."""
+    from .inference.runtime import RuntimeSettings, device_status
+
+    return device_status(RuntimeSettings.from_preferences(prefs if prefs is not None else get()))
+
+
+def draw_device(layout, prefs=None, always_why: bool = False):
+    """"Running on: CPU" and, in the preferences or when CUDA was asked for and the CPU is
+    used, why (e.g. "CUDA requested, no CUDA-capable onnxruntime: running on the CPU")."""
+    try:
+        choice = device_choice(prefs)
+    except Exception as exc:  # never break a panel over it
+        layout.label(text=f"Device unknown: {exc}", icon="ERROR")
+        return
+    col = layout.column(align=True)
+    col.label(text=f"Running on: {choice.device}",
+              icon="ERROR" if choice.fallback else "MEMORY" if choice.device == "CUDA" else "NONE")
+    if always_why or choice.fallback:
+        reason = choice.reason
+        col.label(text=reason[:1].upper() + reason[1:])
 
 
 def get(context=None):

@@ -202,6 +202,7 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
         "seconds": item.seconds, "frames": result.frames, "steps": generation.steps,
         "guidance": generation.guidance, "keys_mode": item.keys, "path": result.path or None,
         "model": pkg.name, "model_version": pkg.version,
+        "device": model.device.to_manifest(),  # where it ran and why (CUDA asked, CPU used: why)
         "target": item.target or None, "understood_as": understood.to_manifest(),
         "actions": [a.name for a in result.actions],
         "files": [str(p.relative_to(out_dir)) for p in files],

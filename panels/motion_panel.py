@@ -5,6 +5,7 @@ import bpy
 from ..properties import (FILL_FIELDS, GENERATE_FIELDS, VARIATION_FIELDS, draw_fill_options,
                           draw_generate_options, draw_variation_options, selected_model_kind)
 from ..operators.reduce_keyframes import SPARSEMOTION_OT_reduce_keyframes, active_action_problem
+from .. import preferences
 from .tab import MAIN_PANEL, MotionTab
 
 
@@ -15,6 +16,7 @@ class SPARSEMOTION_PT_main(MotionTab, bpy.types.Panel):
     def draw(self, context):
         obj = context.active_object
         self.layout.label(text=obj.name if obj else "No active object", icon="ARMATURE_DATA")
+        preferences.draw_device(self.layout)  # which device models run on (and why not CUDA)
 
 
 class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):

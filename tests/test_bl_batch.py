@@ -16,6 +16,7 @@ bpy = pytest.importorskip("bpy")
 
 import smdm_fixture  # noqa: E402
 from proc_fixture import alive, children, cmdline, wait_for  # noqa: E402
+from sparse_motion.inference import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "batch_generate.py"
@@ -89,6 +90,9 @@ def test_batch_records_a_failing_item_and_goes_on(reference):
         u = data[key]["understood_as"]
         assert (u["content"], u["style"], u["understood"]) == (content, "normal", True), (key, u)
         assert 0.0 < u["content_confidence"] <= 1.0 and 0.0 < u["style_confidence"] <= 1.0
+        # where it ran and why (--device AUTO: the CPU here, no CUDA-capable onnxruntime)
+        assert data[key]["device"] == runtime.resolve_device("AUTO").to_manifest()
+        assert data[key]["device"]["used"] in ("CPU", "CUDA") and data[key]["device"]["reason"]
     assert "understood_as" not in data["broken"]
     assert "items done" not in r.stderr and "6 items" in r.stderr and "~" in r.stderr
     # the .blend holds the actions, with sparse keys
@@ -255,3 +259,25 @@ def test_malformed_prompts_file_names_the_line(env, tmp_path):
     r = run(env, bad, tmp_path / "out")
     assert r.returncode == 2
     assert "bad.csv, line 3: seconds must be a number, got 'fast'" in r.stderr
+
+
+def test_rows_of_segments_make_timelines(env, tmp_path):
+    """A row with segments (JSON in a CSV cell) is one action from that timeline; a row whose
+    segments are bad stops the file with its line, before anything is generated."""
+    segments = json.dumps([{"prompt": "a person walks forward", "seconds": 1.5, "seed": 1},
+                           {"prompt": "a person raises both arms", "seconds": 1, "seed": 2}])
+    cell = segments.replace('"', '""')
+    prompts = tmp_path / "shots.csv"
+    prompts.write_text(f'id,prompt,segments\nwalk,a person walks forward,\nshot,,"{cell}"\n')
+    out = tmp_path / "out"
+    r = run(env, prompts, out, "--seconds", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    data, files = comparable(out)
+    assert data["shot"]["status"] == "ok" and "shot/shot.bvh" in files
+    assert [s["frames"] for s in data["shot"]["segments"]] == [[1, 45], [46, 75]]
+    assert data["shot"]["frames"] == 75 and data["walk"]["frames"] == 30
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f'id,segments\nshot,"{cell}"\nempty,"[{{""prompt"": """", ""seconds"": 2}}]"\n')
+    r = run(env, bad, tmp_path / "out2")
+    assert r.returncode == 2 and not (tmp_path / "out2" / "manifest.json").exists()
+    assert "bad.csv, line 3: segments: Segment 1: The prompt is empty" in r.stderr

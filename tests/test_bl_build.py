@@ -137,3 +137,109 @@ def test_enum_items_work_in_an_enum_property():
     finally:
         del bpy.types.Scene.sm_enum_test
         bpy.utils.unregister_class(SPARSEMOTION_PG_enum_test)
+
+
+# --- the GPU build (issue 18): onnxruntime-gpu instead of onnxruntime -------------------------
+
+def test_gpu_build_options(tmp_path):
+    assert be.gpu_requirements("12") == ["onnxruntime-gpu==1.26.0", "tokenizers==0.23.3"]
+    assert be.gpu_requirements("13")[0] == "onnxruntime-gpu==1.31.1"
+    assert be.zip_name("sparse_motion", "0.1.0", "windows-x64", "12") == \
+        "sparse_motion-0.1.0-windows_x64-cuda12.zip"
+    assert be.zip_name("sparse_motion", "0.1.0", "linux-x64") == "sparse_motion-0.1.0-linux_x64.zip"
+    # both builds' wheels in one folder: each build finds its own
+    for name in ("onnxruntime-1.31.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+                 "onnxruntime_gpu-1.26.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+                 "onnxruntime_gpu-1.26.0-cp311-cp311-win_amd64.whl"):
+        (tmp_path / name).write_bytes(b"")
+    assert be.find_wheel(tmp_path, "onnxruntime-gpu==1.26.0", "linux-x64", "3.11").name.startswith(
+        "onnxruntime_gpu-1.26.0-cp311-cp311-manylinux")
+    assert be.find_wheel(tmp_path, "onnxruntime==1.31.1", "linux-x64", "3.11").name.startswith(
+        "onnxruntime-1.31.1")
+    assert be.find_wheel(tmp_path, "onnxruntime-gpu==1.26.0", "macos-arm64", "3.11") is None
+    res = subprocess.run([sys.executable, str(ROOT / "tools/build_extension.py"), "--gpu",
+                          "--platforms", "macos-arm64", "--blender-ext", str(BLENDER_EXT)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "--gpu: no CUDA on macos-arm64" in res.stderr
+
+
+GPU_SCRIPT = r"""
+import glob, importlib, json, os, sys
+import bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+assert "onnxruntime" not in sys.modules
+res = bpy.ops.extensions.package_install_files(filepath=sys.argv[-1], repo="user_default",
+                                               enable_on_install=True)
+assert res == {"FINISHED"}, res
+# in Blender the extension's wheels are the only onnxruntime; here the test venv has the CPU
+# one too, so the extension's site-packages go first
+(site,) = glob.glob(os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".local", "lib",
+                                 "python*", "site-packages"))
+sys.path.insert(0, site)
+importlib.invalidate_caches()
+import onnxruntime
+from bl_ext.user_default.sparse_motion import preferences
+from bl_ext.user_default.sparse_motion.inference import runtime
+prefs = bpy.context.preferences.addons["bl_ext.user_default.sparse_motion"].preferences
+prefs.device, prefs.threads = "CUDA", 1
+before = preferences.device_choice(prefs)
+r = bpy.ops.sparse_motion.generate_motion(prompt="a person walks forward", seconds=2, seed=1,
+                                          steps=10)
+after = preferences.device_choice(prefs)
+sessions = [{"file": os.path.basename(str(i.path)), "device": i.device, "providers": i.providers}
+            for i in runtime.cached_sessions()]
+print("RESULT " + json.dumps({
+    "ort_file": onnxruntime.__file__, "site": site, "ort_version": onnxruntime.__version__,
+    "providers": onnxruntime.get_available_providers(), "op": sorted(r),
+    "before": before.to_manifest(), "after": after.to_manifest(), "sessions": sessions}))
+"""
+
+
+@pytest.fixture(scope="module")
+def gpu_zip(tmp_path_factory):
+    if HOST not in be.GPU_PLATFORMS:
+        pytest.skip(f"no GPU build for {HOST}")
+    out = tmp_path_factory.mktemp("dist-gpu")
+    # the real onnxruntime-gpu wheel: from the wheel folder ($SPARSE_MOTION_WHEELS or ./wheels),
+    # downloaded from PyPI into it when missing
+    res = subprocess.run([sys.executable, str(ROOT / "tools/build_extension.py"), "--gpu",
+                          "--platforms", HOST, "--out", str(out), "--blender-ext", str(BLENDER_EXT)],
+                         capture_output=True, text=True, timeout=900)
+    if res.returncode != 0 and "pip download failed" in res.stdout + res.stderr:
+        pytest.skip("the onnxruntime-gpu wheel could not be downloaded: " + res.stderr[-500:])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "built and validated" in res.stdout
+    (z,) = out.glob("*.zip")
+    assert z.name == f"sparse_motion-0.1.0-{HOST.replace('-', '_')}-cuda12.zip"
+    return z
+
+
+def test_gpu_zip_installs_and_falls_back_to_the_cpu(gpu_zip, tmp_path):
+    with zipfile.ZipFile(gpu_zip) as z:
+        manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
+    assert [w.split("/")[-1].split("-")[0] for w in manifest["wheels"]] == ["onnxruntime_gpu",
+                                                                            "tokenizers"]
+    script = tmp_path / "gpu.py"
+    script.write_text(GPU_SCRIPT)
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user"),
+           "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, str(script), str(gpu_zip)], capture_output=True,
+                         text=True, timeout=600, env=env, cwd=tmp_path)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert res.returncode == 0 and lines, res.stdout[-3000:] + res.stderr[-3000:]
+    r = json.loads(lines[-1][len("RESULT "):])
+    assert Path(r["ort_file"]).is_relative_to(r["site"]) and r["ort_version"] == "1.26.0"
+    assert "CUDAExecutionProvider" in r["providers"]  # the GPU build of onnxruntime
+    assert r["op"] == ["FINISHED"]
+    from sparse_motion.inference import runtime
+
+    gpus, why = runtime.cuda_gpus()
+    if gpus:
+        pytest.skip(f"this machine has a GPU ({gpus[0]}): the fallback is not what runs here")
+    for d in (r["before"], r["after"]):  # no GPU here: CUDA asked for, the CPU used, and why
+        assert d["requested"] == "CUDA" and d["used"] == "CPU", d
+        assert d["reason"] == (f"CUDA requested, onnxruntime-gpu found no NVIDIA GPU ({why}): "
+                               "running on the CPU")
+    assert r["sessions"] and all(s["device"] == "CPU" and s["providers"] == ["CPUExecutionProvider"]
+                                 for s in r["sessions"]), r["sessions"]
+    assert {"denoiser.onnx", "model.onnx"} <= {s["file"] for s in r["sessions"]}

@@ -5,6 +5,8 @@
     .venv/bin/python tools/build_extension.py --offline       # reuse ./wheels, no network
     .venv/bin/python tools/build_extension.py --no-wheels     # no wheels (CI check of the build)
     .venv/bin/python tools/build_extension.py --python 3.11 3.13   # also Blender 5.1 (Python 3.13)
+    .venv/bin/python tools/build_extension.py --gpu           # onnxruntime-gpu, CUDA 12 (docs/gpu.md)
+    .venv/bin/python tools/build_extension.py --gpu 13        # onnxruntime-gpu, CUDA 13
 
 Steps:
 
@@ -20,6 +22,14 @@ Steps:
 3. ``blender_ext.py build --split-platforms`` (Blender's own tool, run with this Python)
    writes ``dist/sparse_motion-<version>-<platform>.zip``; each zip is then checked with
    ``blender_ext.py validate``.
+
+``--gpu [12|13]`` builds the GPU zips instead, for linux-x64 and windows-x64 only (no CUDA on
+macOS): the onnxruntime-gpu wheel of :data:`GPU_RUNTIMES` replaces the CPU onnxruntime, and
+the zips are named ``sparse_motion-<version>-<platform>-cuda<N>.zip``. The CUDA runtime and
+cuDNN libraries are not bundled (over a GB of NVIDIA wheels): they come from the system or
+from NVIDIA's pip wheels in Blender's Python (``docs/gpu.md``). Wheels already in the wheel
+folder (``--wheels-dir``, or ``$SPARSE_MOTION_WHEELS``, default ``./wheels``) are used as they
+are; ``--offline`` never downloads.
 
 The Blender tool is looked up in this order: ``--blender-ext``, ``$BLENDER_EXT``, the ``bpy``
 module installed in this Python (found without importing it), a ``blender`` on PATH.
@@ -52,6 +62,11 @@ PLATFORMS = {
     "macos-arm64": ["macosx_14_0_arm64"],
 }
 DEFAULT_PYTHONS = ("3.11",)  # Blender 4.2-5.0; add 3.13 for Blender 5.1
+#: ``--gpu`` builds: CUDA major version -> the onnxruntime-gpu that replaces onnxruntime. 1.26.0
+#: is the last onnxruntime-gpu on PyPI built for CUDA 12 (12.8, cuDNN 9); from 1.27 PyPI's
+#: onnxruntime-gpu is built for CUDA 13, so the CUDA 13 build keeps the CPU build's version.
+GPU_RUNTIMES = {"12": "onnxruntime-gpu==1.26.0", "13": "onnxruntime-gpu==1.31.1"}
+GPU_PLATFORMS = ("linux-x64", "windows-x64")
 STAGE_SKIP = {".git", "build", "dist", "wheels", ".pytest_cache", ".hypothesis", ".cache"}
 
 
@@ -72,6 +87,22 @@ def pinned_requirements(path: Path = ROOT / "requirements-test.txt") -> list[str
     if missing:
         raise SystemExit(f"{path} pins no version for {', '.join(missing)} (need name==version)")
     return [f"{p}=={pins[p]}" for p in RUNTIME_PACKAGES]
+
+
+def gpu_requirements(cuda: str, path: Path = ROOT / "requirements-test.txt") -> list[str]:
+    """:func:`pinned_requirements` with onnxruntime replaced by the onnxruntime-gpu of CUDA
+    ``cuda`` (:data:`GPU_RUNTIMES`)."""
+    if cuda not in GPU_RUNTIMES:
+        raise SystemExit(f"--gpu {cuda}: no onnxruntime-gpu for CUDA {cuda} "
+                         f"(CUDA {' or '.join(GPU_RUNTIMES)})")
+    return [GPU_RUNTIMES[cuda] if r.startswith("onnxruntime==") else r
+            for r in pinned_requirements(path)]
+
+
+def zip_name(ext_id: str, version: str, platform: str, cuda: str | None = None) -> str:
+    """The zip of one platform: Blender's ``<id>-<version>-<platform>.zip``, with
+    ``-cuda<N>`` for a GPU build."""
+    return f"{ext_id}-{version}-{platform.replace('-', '_')}{f'-cuda{cuda}' if cuda else ''}.zip"
 
 
 def wheel_platforms(filename: str) -> set[str]:
@@ -264,9 +295,16 @@ def check_zip(zpath: Path, platform: str, wheels: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (dist/)")
-    ap.add_argument("--wheels-dir", type=Path, default=ROOT / "wheels",
-                    help="wheel download cache (./wheels, git-ignored)")
-    ap.add_argument("--platforms", nargs="+", default=list(PLATFORMS), choices=list(PLATFORMS))
+    ap.add_argument("--wheels-dir", type=Path,
+                    default=Path(os.environ.get("SPARSE_MOTION_WHEELS") or ROOT / "wheels"),
+                    help="wheel folder and download cache ($SPARSE_MOTION_WHEELS, else ./wheels, "
+                         "git-ignored)")
+    ap.add_argument("--platforms", nargs="+", default=None, choices=list(PLATFORMS),
+                    help=f"default: all ({', '.join(PLATFORMS)}); with --gpu: "
+                         f"{', '.join(GPU_PLATFORMS)}")
+    ap.add_argument("--gpu", nargs="?", const="12", choices=sorted(GPU_RUNTIMES), default=None,
+                    help="bundle onnxruntime-gpu for this CUDA major version (12 when not given) "
+                         "instead of onnxruntime")
     ap.add_argument("--python", nargs="+", default=list(DEFAULT_PYTHONS),
                     help="CPython versions to bundle wheels for (3.11: Blender 4.2-5.0)")
     ap.add_argument("--no-wheels", action="store_true", help="build without wheels (tests/CI)")
@@ -274,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blender-ext", help="path to Blender's blender_ext.py")
     ap.add_argument("--stage", type=Path, help="keep the staged source in this (new) folder")
     args = ap.parse_args(argv)
+    if args.platforms is None:
+        args.platforms = list(GPU_PLATFORMS if args.gpu else PLATFORMS)
+    if args.gpu and (bad := [p for p in args.platforms if p not in GPU_PLATFORMS]):
+        raise SystemExit(f"--gpu: no CUDA on {', '.join(bad)} (GPU builds: "
+                         f"{', '.join(GPU_PLATFORMS)})")
 
     tool = find_blender_ext(args.blender_ext)
     text = (ROOT / MANIFEST).read_text(encoding="utf-8")
@@ -281,31 +324,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_wheels:
         per_platform = {p: [] for p in args.platforms}
     else:
-        per_platform = download_wheels(args.wheels_dir, pinned_requirements(), args.platforms,
-                                       args.python, args.offline)
+        reqs = gpu_requirements(args.gpu) if args.gpu else pinned_requirements()
+        per_platform = download_wheels(args.wheels_dir, reqs, args.platforms, args.python,
+                                       args.offline)
     all_wheels = sorted({w for ws in per_platform.values() for w in ws}, key=lambda w: w.name)
     manifest_text = build_manifest_text(
         text, platforms=list(args.platforms), wheels=[f"./wheels/{w.name}" for w in all_wheels])
 
     args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="sparse_motion-stage-") as tmp:
         stage_dir = args.stage or Path(tmp) / source["id"]
         if args.stage and args.stage.exists():
             shutil.rmtree(args.stage)
         stage_dir.mkdir(parents=True)
         stage(ROOT, stage_dir, manifest_text, all_wheels)
+        built = Path(tmp) / "dist"  # then moved to --out under its final name
+        built.mkdir()
         log(f"building with {tool}")
         run_blender_ext(tool, "build", "--source-dir", str(stage_dir), "--output-dir",
-                        str(args.out), "--split-platforms")
-    rows = []
-    for platform in args.platforms:
-        zpath = args.out / f"{source['id']}-{source['version']}-{platform.replace('-', '_')}.zip"
-        if not zpath.is_file():
-            raise SystemExit(f"expected {zpath} was not built")
-        run_blender_ext(tool, "validate", str(zpath))
-        check_zip(zpath, platform, per_platform[platform])
-        wheel_mb = sum(w.stat().st_size for w in per_platform[platform]) / 1e6
-        rows.append((zpath, zpath.stat().st_size / 1e6, wheel_mb, per_platform[platform]))
+                        str(built), "--split-platforms")
+        for platform in args.platforms:
+            zpath = built / zip_name(source["id"], source["version"], platform)
+            if not zpath.is_file():
+                raise SystemExit(f"expected {zpath.name} was not built")
+            zpath = Path(shutil.move(zpath, args.out / zip_name(source["id"], source["version"],
+                                                                platform, args.gpu)))
+            run_blender_ext(tool, "validate", str(zpath))
+            check_zip(zpath, platform, per_platform[platform])
+            wheel_mb = sum(w.stat().st_size for w in per_platform[platform]) / 1e6
+            rows.append((zpath, zpath.stat().st_size / 1e6, wheel_mb, per_platform[platform]))
     log("\nbuilt and validated:")
     for zpath, mb, wheel_mb, wheels in rows:
         log(f"  {zpath.name:45s} {mb:7.1f} MB  (wheels {wheel_mb:.1f} MB: "
