@@ -35,35 +35,10 @@ import numpy as np  # noqa: E402
 from sparse_motion.motion import canonical as _can  # noqa: E402
 from sparse_motion.motion import captions as _cap  # noqa: E402
 from sparse_motion.motion import dataset as _ds  # noqa: E402
-from sparse_motion.motion import features as _feat  # noqa: E402
 from sparse_motion.motion import physics  # noqa: E402
 
 SHORT = {"foot_skate_cm_s": "foot skate cm/s", "penetration_cm": "penetration cm",
          "modal_foot_height_cm": "modal foot height cm", "mean_joint_speed_cm_s": "joint speed cm/s"}
-
-
-def bar_ok(name, real, gen):
-    if not np.isfinite(gen):
-        return name == "foot_skate_cm_s"  # never near the floor: nothing slides there
-    if name == "foot_skate_cm_s":
-        return gen <= 1.3 * real
-    if name == "penetration_cm":
-        return gen <= 2.0 * real + 0.2
-    if name == "modal_foot_height_cm":
-        return abs(gen - real) <= 1.5
-    return 0.7 * real <= gen <= 1.4 * real
-
-
-def real_measures(ds, contents):
-    by = collections.defaultdict(list)
-    for i in range(len(ds)):
-        by[ds.clip(i)["content"]].append(i)
-    out = {}
-    for c in contents:
-        if by[c]:
-            clips = [_feat.features_to_positions(ds.features(i)) for i in by[c]]
-            out[c] = dict(physics.measure(clips, ds.meta.get("fps", 20)), clips=len(by[c]))
-    return out, by
 
 
 def generated(model, ds, by, contents, n_prompts, seeds, seconds, steps, log):
@@ -112,7 +87,7 @@ def main(argv=None):
     all_contents = sorted({ds.clip(i)["content"] for i in range(len(ds))})
     contents = [c for c in args.contents.split(",") if c] or all_contents
     t0 = time.perf_counter()
-    real, by = real_measures(ds, contents)
+    real, by = physics.real_per_content(ds, contents)
     print(f"real clips measured in {time.perf_counter() - t0:.1f} s", flush=True)
     model = SmdmModel(registry.get_registry().default("smdm"),
                       settings=RuntimeSettings(threads=args.threads)).load()
@@ -133,7 +108,7 @@ def main(argv=None):
         print(f"  {'measure':24s} {'real':>7s} {'raw':>7s} {'before':>7s} {'after':>7s}  bar")
         for k in physics.MEASURES:
             b = before.get(c, {}).get(k)
-            ok = bar_ok(k, real[c][k], post[c][k])
+            ok = physics.meets_bar(k, real[c][k], post[c][k])
             misses[k] += not ok
             print(f"  {SHORT[k]:24s} {fmt(real[c][k])} {fmt(raw[c][k])} {fmt(b)} "
                   f"{fmt(post[c][k])}  {'ok' if ok else 'MISSED'}")

@@ -42,13 +42,16 @@ Measures (all floats; ``nan`` where a measure has nothing to average):
 
 A list of clips is pooled: every frame and transition of every clip counts once (the modal
 height from the summed histogram, ``floor="clip"`` per clip).
+
+:func:`real_per_content` measures the real clips of a dataset per content (the reference);
+:func:`meets_bar` says whether a generated measure meets the issue's bar against the real one.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["measure", "lowest_foot_height", "modal_height", "FOOT_JOINTS", "TOE_CONTACT_CM",
-           "NEAR_FLOOR_CM", "MEASURES"]
+__all__ = ["measure", "lowest_foot_height", "modal_height", "real_per_content", "meets_bar",
+           "FOOT_JOINTS", "TOE_CONTACT_CM", "NEAR_FLOOR_CM", "MEASURES"]
 
 #: Canonical indices of Foot_L, Toes_L, Foot_R, Toes_R.
 FOOT_JOINTS = (15, 16, 19, 20)
@@ -141,3 +144,37 @@ def measure(positions, fps: float, *, up: str = "y", foot_joints=FOOT_JOINTS,
         "frames": int(frames),
         "near_floor_transitions": int(near),
     }
+
+
+def real_per_content(ds, contents=None):
+    """``(measures, clips)``: :func:`measure` pooled over every clip of each content of the
+    dataset ``ds`` (``motion.dataset.MotionDataset``; positions from its features), with the
+    clip count under ``"clips"``, and the clip indices per content. ``contents``: those
+    (default: every content with clips)."""
+    from . import features as _feat
+
+    by = {}
+    for i in range(len(ds)):
+        by.setdefault(ds.clip(i)["content"], []).append(i)
+    out = {}
+    for c in (sorted(by) if contents is None else contents):
+        if by.get(c):
+            clips = [_feat.features_to_positions(ds.features(i)) for i in by[c]]
+            out[c] = dict(measure(clips, ds.meta.get("fps", 20)), clips=len(by[c]))
+    return out, by
+
+
+def meets_bar(name: str, real: float, gen: float) -> bool:
+    """Generated motion's measure ``name`` against real motion's (the post-processing bars):
+    foot skating ≤ 1.3× real (no transition near the floor: nothing slides, met),
+    penetration ≤ 2× real + 0.2 cm, modal foot height within 1.5 cm of real, mean joint
+    speed 0.7–1.4× real."""
+    if not np.isfinite(gen):
+        return name == "foot_skate_cm_s"
+    if name == "foot_skate_cm_s":
+        return gen <= 1.3 * real
+    if name == "penetration_cm":
+        return gen <= 2.0 * real + 0.2
+    if name == "modal_foot_height_cm":
+        return abs(gen - real) <= 1.5
+    return 0.7 * real <= gen <= 1.4 * real

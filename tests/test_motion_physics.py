@@ -106,3 +106,50 @@ def test_bad_input_is_refused():
     bad[2, 3, 1] = np.nan
     with pytest.raises(ValueError):
         physics.measure(bad, fps=20)
+
+
+def test_meets_bar_is_the_post_processing_bars():
+    assert physics.meets_bar("foot_skate_cm_s", 10.0, 13.0)
+    assert not physics.meets_bar("foot_skate_cm_s", 10.0, 13.1)
+    assert physics.meets_bar("foot_skate_cm_s", 10.0, float("nan"))   # never near the floor
+    assert physics.meets_bar("penetration_cm", 0.1, 0.4) and not physics.meets_bar(
+        "penetration_cm", 0.1, 0.41)
+    assert physics.meets_bar("modal_foot_height_cm", 4.5, 6.0)
+    assert not physics.meets_bar("modal_foot_height_cm", 4.5, 6.5)
+    assert physics.meets_bar("mean_joint_speed_cm_s", 100, 70)
+    assert not physics.meets_bar("mean_joint_speed_cm_s", 100, 141)
+
+
+def test_real_per_content_pools_the_clips_of_each_content():
+    from sparse_motion.motion import features
+
+    def make_clip(T, slide):
+        q = np.zeros((T, J, 4))
+        q[..., 0] = 1.0
+        x = np.zeros((T, 3))
+        x[:, 1] = 90.0
+        x[:, 2] = np.arange(T) * slide
+        return features.motion_to_features(q, x)
+
+    class FakeDataset:
+        meta = {"fps": 20}
+        clips = [("walk", make_clip(12, 2.0)), ("bow", make_clip(8, 0.0)),
+                 ("walk", make_clip(10, 1.0))]
+
+        def __len__(self):
+            return len(self.clips)
+
+        def clip(self, i):
+            return {"content": self.clips[i][0]}
+
+        def features(self, i):
+            return self.clips[i][1]
+
+    ds = FakeDataset()
+    real, by = physics.real_per_content(ds)
+    assert by == {"walk": [0, 2], "bow": [1]}
+    assert real["walk"]["clips"] == 2 and real["walk"]["frames"] == 22
+    pos = [features.features_to_positions(ds.features(i)) for i in (0, 2)]
+    assert real["walk"]["mean_joint_speed_cm_s"] == pytest.approx(
+        physics.measure(pos, 20)["mean_joint_speed_cm_s"])
+    assert set(physics.real_per_content(ds, ["bow", "run"])[0]) == {"bow"}
