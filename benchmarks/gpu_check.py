@@ -14,7 +14,8 @@ training run, a CUDA build of torch. In order:
    the extension uses it on the CPU while every onnxruntime call is recorded, then each
    recorded call is run again on a CUDA session of the same file; the worst |CPU - GPU| per
    file (bar: 1e-3). The whole 10 s generation is compared too (information: 50 sampling
-   steps carry rounding differences along).
+   steps carry rounding differences along). The PyTorch path (sMDM's ``backend="torch"``
+   with the package's ``denoiser.pt``) is compared the same way when torch has CUDA.
 3. **Time per 10 s motion** per text-to-motion model at its default steps (text, sampling,
    decoding; the median of ``--repeats`` after a warm-up), CPU and GPU, and the ratio. The
    issue's bar: sMDM at 50 steps <= 0.15 s on the GPU (writing the keys in Blender adds
@@ -172,6 +173,32 @@ def parity(reg, threads: int) -> dict:
     return {"files": files, "generation_max_abs": generations}
 
 
+def torch_parity(reg) -> dict:
+    """The PyTorch path: one denoiser call of each sMDM package's ``denoiser.pt`` (backend
+    torch) on the CPU and on CUDA, on the same inputs: the worst |CPU - GPU|."""
+    from sparse_motion.inference import smdm_core as core
+
+    out = {}
+    rng = np.random.default_rng(0)
+    for pkg in reg.packages("smdm"):
+        if "denoiser.pt" not in pkg.files:
+            continue
+        B, N = 2, 200
+        keys, left, w = core.interpolation_batch([core.uniform_keys(N, core.key_count(N))] * B, N)
+        feeds = {"x_t": rng.standard_normal((B, N, pkg.feature_dim)).astype(np.float32),
+                 "t": np.array([10, 500], np.int64), "key_idx": keys, "interp_left": left,
+                 "interp_w": w, "text": rng.standard_normal((B, 384)).astype(np.float32)}
+        got = []
+        for device in ("CPU", "CUDA"):
+            model = open_model(pkg, settings=RuntimeSettings(device=device), backend="torch").load()
+            if model.device.device != device:
+                raise SystemExit(f"{pkg.name}: torch on {device}: {model.device.reason}")
+            got.append(np.asarray(model._run(feeds), np.float64))
+            model.release()
+        out[f"{pkg.name}/denoiser.pt"] = float(np.max(np.abs(got[0] - got[1])))
+    return out
+
+
 # --------------------------------------------------------------------------- 3./4. time, memory
 
 
@@ -266,6 +293,13 @@ def main(argv=None) -> int:
             say(f"  {k + ' (whole 10 s generation)':40s} {d:.2e}  (information)")
     else:
         say("  skipped: no GPU")
+    if env.get("torch_gpus"):
+        res["torch_parity"] = torch_parity(reg)
+        for f, d in res["torch_parity"].items():
+            failed += [] if d <= PARITY_BAR else [f"torch parity {f}"]
+            say(f"  {f + ' (PyTorch path)':40s} {d:.2e}  {'ok' if d <= PARITY_BAR else 'MISSED'}")
+    else:
+        say("  PyTorch path skipped: no GPU for torch")
 
     say(f"\n== Time per {SECONDS:g} s motion at the default steps (median of {args.repeats})")
     res["timing"] = {}
