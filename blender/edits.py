@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bpy
+import numpy as np
 
 
 class Rollback:
@@ -65,7 +66,33 @@ def assign_keeping_previous(obj, channels, rb: Rollback, warnings: list):
         warnings.append(f"The previous action '{old_action.name}' is kept (fake user)")
 
 
+def add_keys(channels, key, group, fcurve, keys: dict, rb: Rollback, replace=None):
+    """Add ``keys`` (:func:`.fcurve_io.read_keys`' form) to the curve ``key`` = (data path,
+    index) of ``channels`` — ``fcurve``, or a new curve in ``group`` when it is None — keeping
+    its keys as they are, bit for bit, except those ``replace(keys)`` (a mask) drops; ``rb``
+    puts the curve back. Returns the curve."""
+    from . import fcurve_io
+
+    if fcurve is None:
+        fcurve = channels.new_fcurve(key[0], key[1], group)
+        rb.restore(lambda: channels.remove_fcurve(fcurve))
+    old = fcurve_io.read_keys(fcurve)
+    rb.restore(lambda: fcurve_io.write_key_props(fcurve, old))
+    kept = old if replace is None else {p: v[~replace(old)] for p, v in old.items()}
+    order = np.argsort(np.concatenate([kept["co"][:, 0], keys["co"][:, 0]]), kind="stable")
+    fcurve_io.write_key_props(fcurve, {p: np.concatenate([kept[p], keys[p]])[order]
+                                       for p in kept})
+    return fcurve
+
+
 _COLLECTIONS = {"OBJECT": "objects", "ARMATURE": "armatures", "ACTION": "actions", "MESH": "meshes"}
+
+
+def change_scene_range(scene, start: int, end: int, rb: Rollback):
+    """:func:`set_scene_range`, put back by ``rb`` if the surrounding change fails."""
+    old = (scene.frame_start, scene.frame_end)
+    rb.restore(lambda: set_scene_range(scene, *old))
+    set_scene_range(scene, start, end)
 
 
 def set_scene_range(scene, start: int, end: int):

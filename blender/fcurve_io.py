@@ -17,6 +17,8 @@ INTERPOLATION_BEZIER = 2
 _KEY_FLOAT2 = ("co", "handle_left", "handle_right")
 _KEY_ENUMS = ("interpolation", "handle_left_type", "handle_right_type", "easing", "type")
 _KEY_FLOAT1 = ("back", "amplitude", "period")
+_KEY_PROPS1 = tuple((p, np.int32) for p in _KEY_ENUMS) + tuple((p, np.float32)
+                                                              for p in _KEY_FLOAT1)
 
 
 def key_frames(fcurve) -> np.ndarray:
@@ -104,6 +106,39 @@ def write_keys(fcurve, frames, values, left, right, handle_type: str = "FREE"):
     fcurve.update()
 
 
+def read_keys(fcurve) -> dict:
+    """Every property of every key of ``fcurve``: ``{"co": (n, 2), "handle_left": (n, 2),
+    "handle_right": (n, 2), "interpolation": (n,), …}`` (what :func:`write_key_props`
+    writes back bit for bit)."""
+    n = len(fcurve.keyframe_points)
+    out = {}
+    for p in _KEY_FLOAT2:
+        b = np.empty(2 * n, np.float32)
+        fcurve.keyframe_points.foreach_get(p, b)
+        out[p] = b.reshape(n, 2)
+    for p, dt in _KEY_PROPS1:
+        b = np.empty(n, dt)
+        fcurve.keyframe_points.foreach_get(p, b)
+        out[p] = b
+    return out
+
+
+def write_key_props(fcurve, keys: dict):
+    """Replace the keys of ``fcurve`` by ``keys`` (:func:`read_keys`' form, sorted by frame):
+    every property as given, the handles too (``update()`` recomputes automatic handles from
+    the new neighbours; the given ones are put back as they were)."""
+    points = fcurve.keyframe_points
+    points.clear()
+    points.add(len(keys["co"]))
+    for p in _KEY_FLOAT2:
+        points.foreach_set(p, np.ascontiguousarray(keys[p], np.float32).reshape(-1))
+    for p, dt in _KEY_PROPS1:
+        points.foreach_set(p, np.ascontiguousarray(keys[p], dt))
+    fcurve.update()
+    for p in ("handle_left", "handle_right"):
+        points.foreach_set(p, np.ascontiguousarray(keys[p], np.float32).reshape(-1))
+
+
 def copy_keys(src, dst):
     """Copy every keyframe of ``src`` onto ``dst`` (which is cleared first)."""
     n = len(src.keyframe_points)
@@ -113,7 +148,7 @@ def copy_keys(src, dst):
         buf = np.empty(2 * n, dtype=np.float32)
         src.keyframe_points.foreach_get(prop, buf)
         dst.keyframe_points.foreach_set(prop, buf)
-    for prop, dtype in [(p, np.int32) for p in _KEY_ENUMS] + [(p, np.float32) for p in _KEY_FLOAT1]:
+    for prop, dtype in _KEY_PROPS1:
         buf = np.empty(n, dtype=dtype)
         src.keyframe_points.foreach_get(prop, buf)
         dst.keyframe_points.foreach_set(prop, buf)

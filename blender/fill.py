@@ -37,7 +37,7 @@ from ..retarget import conventions as cv
 from ..retarget import solve as rsolve
 from . import actions, fcurve_io
 from . import retarget as bl_rt
-from .edits import Rollback
+from .edits import Rollback, add_keys
 
 __all__ = ["FillRequest", "FillResult", "FillPlan", "prepare", "sample", "apply",
            "fill_between", "fill_problem"]
@@ -328,44 +328,9 @@ def _euler_branch(values, curves, rows_of, first, order):
     return {c: e[:, k] for k, c in enumerate(cols)}
 
 
-_KEY_PROPS2 = ("co", "handle_left", "handle_right")
-_KEY_PROPS1 = (("interpolation", np.int32), ("handle_left_type", np.int32),
-               ("handle_right_type", np.int32), ("easing", np.int32), ("type", np.int32),
-               ("back", np.float32), ("amplitude", np.float32), ("period", np.float32))
-
-
-def _read_keys(fc):
-    n = len(fc.keyframe_points)
-    out = {}
-    for p in _KEY_PROPS2:
-        b = np.empty(2 * n, np.float32)
-        fc.keyframe_points.foreach_get(p, b)
-        out[p] = b.reshape(n, 2)
-    for p, dt in _KEY_PROPS1:
-        b = np.empty(n, dt)
-        fc.keyframe_points.foreach_get(p, b)
-        out[p] = b
-    return out
-
-
-def _write_keys(fc, keys):
-    n = len(keys["co"])
-    fc.keyframe_points.clear()
-    fc.keyframe_points.add(n)
-    for p in _KEY_PROPS2:
-        fc.keyframe_points.foreach_set(p, np.ascontiguousarray(keys[p], np.float32).reshape(-1))
-    for p, dt in _KEY_PROPS1:
-        fc.keyframe_points.foreach_set(p, np.ascontiguousarray(keys[p], dt))
-    fc.update()
-    # update() recomputes automatic handles from the new neighbours: the animator's keys keep
-    # theirs exactly as they were
-    for p in ("handle_left", "handle_right"):
-        fc.keyframe_points.foreach_set(p, np.ascontiguousarray(keys[p], np.float32).reshape(-1))
-
-
-def _merged(old, frames, values, hl, hr):
-    """The animator's keys ``old`` plus new Bezier keys at ``frames`` with ``values`` and FREE
-    handles ``hl``/``hr`` ((K, 2): x and y, :func:`_fit_new_keys`), sorted by frame."""
+def _new_keys(frames, values, hl, hr):
+    """New Bezier keys at ``frames`` with ``values`` and FREE handles ``hl``/``hr`` ((K, 2): x
+    and y, :func:`_fit_new_keys`), in :func:`.fcurve_io.read_keys`' form."""
     k = len(frames)
     new = {"co": np.stack([frames, values], 1), "handle_left": np.asarray(hl),
            "handle_right": np.asarray(hr),
@@ -375,8 +340,7 @@ def _merged(old, frames, values, hl, hr):
            "easing": np.zeros(k, np.int32), "type": np.zeros(k, np.int32),
            "back": np.full(k, 1.70158, np.float32), "amplitude": np.full(k, 0.8, np.float32),
            "period": np.full(k, 4.1, np.float32)}
-    order = np.argsort(np.concatenate([old["co"][:, 0], frames]), kind="stable")
-    return {p: np.concatenate([old[p], new[p]])[order] for p in old}
+    return new
 
 
 #: New keys' handles reach a third of the way to the neighbouring key (with the animator's
@@ -553,8 +517,8 @@ def apply(fill, plan: FillPlan) -> FillResult:
             if len(new) == 0:
                 continue
             has = fc is not None and len(fc.keyframe_points)
-            kv, hl, hr = _fit_new_keys(_read_keys(fc) if has else None, new, vals, first, last,
-                                       fc.evaluate if has else None)
+            kv, hl, hr = _fit_new_keys(fcurve_io.read_keys(fc) if has else None, new, vals,
+                                       first, last, fc.evaluate if has else None)
             planned.append((key, fc, bone, new.astype(np.float64), kv, hl, hr))
     t_fit = time.perf_counter()
     user_frames = len(plan.key_frames)
@@ -562,14 +526,7 @@ def apply(fill, plan: FillPlan) -> FillResult:
     new_keys = 0
     with Rollback() as rb:
         for key, fc, bone, frames, kv, hl, hr in planned:
-            if fc is None:
-                fc = channels.new_fcurve(key[0], key[1], bone)
-                rb.restore(lambda fc=fc: channels.remove_fcurve(fc))
-                old = _read_keys(fc)
-            else:
-                old = _read_keys(fc)
-                rb.restore(lambda fc=fc, old=old: _write_keys(fc, old))
-            _write_keys(fc, _merged(old, frames, kv, hl, hr))
+            add_keys(channels, key, bone, fc, _new_keys(frames, kv, hl, hr), rb)
             new_frames.update(frames.tolist())
             new_keys += len(frames)
     timings = dict(fill.timings)

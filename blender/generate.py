@@ -39,7 +39,7 @@ from ..inference.generation import KINDS, Generation, TextToMotionModel, open_mo
 from ..inference.runtime import RuntimeSettings
 from ..motion import canonical as canon
 from ..motion import features as _feat
-from .edits import Rollback, set_scene_range
+from .edits import Rollback, change_scene_range
 from .reduce import ReduceSettings
 
 __all__ = ["GenerateRequest", "GenerateResult", "prepare", "sample", "apply", "generate",
@@ -182,6 +182,19 @@ def _check_target(target):
         raise InputError(f"'{name}' is not in the current scene")
 
 
+def check_target_mapping(target, mapping=None):
+    """:func:`_check_target`, and a target's bone mapping (``mapping``, else stored or
+    detected) maps the core joints; InputError otherwise (nothing changed)."""
+    _check_target(target)
+    if target is not None:
+        from .retarget import resolve_mapping
+
+        missing = resolve_mapping(target, mapping).missing_core()
+        if missing:
+            raise InputError(f"'{target.name}' has no bones mapped for {', '.join(missing)}: "
+                             "set its bone mapping in the Retarget panel")
+
+
 def model_kind(model) -> str:
     return model.package.kind
 
@@ -242,17 +255,9 @@ def prepare(req: GenerateRequest) -> tuple[TextToMotionModel, str, int]:
         raise InputError("Keyframe percentage must be between 0 and 100")
     if req.pace not in PACES:
         raise InputError(f"Pace must be one of {', '.join(PACES)}, got {req.pace!r}")
-    _check_target(req.target)
-    if req.target is not None:
-        from .retarget import resolve_mapping
-
-        mapping = resolve_mapping(req.target, req.mapping)
-        missing = mapping.missing_core()
-        if missing:
-            raise InputError(f"'{req.target.name}' has no bones mapped for {', '.join(missing)}: "
-                             "set its bone mapping in the Retarget panel")
-    settings = RuntimeSettings(device=req.device, threads=int(req.threads or 0))
-    model = get_model(req.model, settings, req.backend)
+    check_target_mapping(req.target, req.mapping)
+    model = get_model(req.model, RuntimeSettings(device=req.device, threads=int(req.threads or 0)),
+                      req.backend)
     frames = clip_frames(req.seconds, model.fps)
     opts = model_options(model, req)
     prompt = model.check_request(req.prompt, frames, opts["steps"], opts["guidance"],
@@ -325,11 +330,57 @@ def _scene_keys(keys, fps_src, fps_dst, frames_dst, frame_start):
     return tuple(float(frame_start + v) for v in k)
 
 
-def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
-    """Main thread: write every result as a new action; all or nothing."""
+def write_motion(q, x, fps: float, frames: int, keys, *, obj, mapping, name: str,
+                 frame_start: int, handles: str, key_percent: float, scene_fps: float,
+                 rb: Rollback | None = None):
+    """Canonical motion ``q, x`` at ``fps`` as a new action of ``frames`` scene frames (at
+    ``scene_fps``, from ``frame_start``) that ``obj`` plays: retargeted through ``mapping``,
+    or written directly onto a rig Generate Motion made, or (``obj`` None) onto a new
+    canonical rig (recorded in ``rb``). Bezier keys (``handles``) on the model frames ``keys``
+    (mapped to scene frames), or with ``keys`` None on ``key_percent`` % of the frames chosen
+    by the keyframe engine. Returns the :class:`.bvh_io.ImportResult` or
+    :class:`.retarget.RetargetResult` (``obj``, ``action``, ``reduce_result``, ``warnings``);
+    the new action is recorded in ``rb``."""
     from .bvh_io import import_bvh_result
     from .retarget import retarget_motion_result
 
+    # a rig this made earlier is the canonical skeleton itself: written directly, no retargeting
+    direct = obj is None or bool(obj.data.get(CANONICAL_RIG_TAG))
+    q, x = _to_scene_rate(q, x, fps, scene_fps, frames)
+    if keys is not None:
+        kf = _scene_keys(keys, fps, scene_fps, len(q), frame_start)
+        reduce = ReduceSettings(mode="KEYS", key_frames=kf, handles=handles)
+    else:
+        reduce = ReduceSettings(mode="RATIO", ratio=key_percent / 100.0, handles=handles)
+    if direct:
+        res = import_bvh_result(canon.canonical_to_bvh(q, x, scene_fps), target=obj,
+                                scale=0.01, reduce=reduce, frame_start=frame_start, name=name,
+                                set_fps=False, set_frame_range=False)
+        if obj is None:
+            if rb is not None:
+                rb.created(res.obj)
+                rb.created(res.obj.data)
+            res.obj.name = "Generated Motion"
+            res.obj.data.name = "Generated Motion"
+            res.obj.data[CANONICAL_RIG_TAG] = True
+    else:
+        res = retarget_motion_result(q, x, scene_fps, obj, mapping, reduce=reduce, name=name,
+                                     frame_start=frame_start, resample=False, verify=False)
+    if rb is not None:
+        rb.created(res.action)
+    return res
+
+
+def make_active(obj):
+    """``obj`` alone selected and active (a rig just created)."""
+    for o in list(bpy.context.view_layer.objects.selected):
+        o.select_set(False)
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+
+
+def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
+    """Main thread: write every result as a new action; all or nothing."""
     t0 = time.perf_counter()
     _check_target(req.target)  # it may have gone while the model ran
     scene = bpy.context.scene
@@ -342,9 +393,8 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
                         "the contents listed under the prompt")
     obj = req.target
     created_rig = obj is None
-    # a rig this made earlier is the canonical skeleton itself: written directly, no retargeting
-    direct = created_rig or bool(obj.data.get(CANONICAL_RIG_TAG))
     R = len(gen.features)
+    F = clip_frames(req.seconds, scene_fps)
     with Rollback() as rb:
         for r in range(R):
             q, x = gen.motion(r)
@@ -353,34 +403,13 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
                     q, x = _fitted(gen, r, req.path_control)
                 # start at the path's start, facing along it
                 q, x = req.path_control.placement.to_world(q, x)
-            name = action_name(gen.text, gen.seed, r, R)
-            q, x = _to_scene_rate(q, x, gen.fps, scene_fps, clip_frames(req.seconds, scene_fps))
-            F = len(q)
-            if req.key_mode == "MODEL":
-                kf = _scene_keys(gen.keys[r], gen.fps, scene_fps, F, req.frame_start)
-                reduce = ReduceSettings(mode="KEYS", key_frames=kf, handles=req.handles)
-            else:
-                reduce = ReduceSettings(mode="RATIO", ratio=req.key_percent / 100.0,
-                                        handles=req.handles)
-            if direct:
-                res = import_bvh_result(canon.canonical_to_bvh(q, x, scene_fps),
-                                        target=obj, scale=0.01, reduce=reduce,
-                                        frame_start=req.frame_start, name=name, set_fps=False,
-                                        set_frame_range=False)
-                if obj is None:
-                    obj = res.obj
-                    rb.created(obj)
-                    rb.created(obj.data)
-                    res.obj.name = "Generated Motion"
-                    res.obj.data.name = "Generated Motion"
-                    res.obj.data[CANONICAL_RIG_TAG] = True
-            else:
-                res = retarget_motion_result(q, x, scene_fps, obj, req.mapping, reduce=reduce,
-                                             name=name,
-                                             frame_start=req.frame_start, resample=False,
-                                             verify=False)
+            res = write_motion(q, x, gen.fps, F,
+                               gen.keys[r] if req.key_mode == "MODEL" else None, obj=obj,
+                               mapping=req.mapping, name=action_name(gen.text, gen.seed, r, R),
+                               frame_start=req.frame_start, handles=req.handles,
+                               key_percent=req.key_percent, scene_fps=scene_fps, rb=rb)
+            obj = res.obj
             action = res.action
-            rb.created(action)
             action["sparse_motion"] = {
                 "prompt": gen.text, "seed": int(gen.seed), "result": r, "model": gen.model,
                 "steps": int(gen.steps), "guidance": float(gen.guidance),
@@ -398,14 +427,9 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
         for a in made[:-1]:
             a.use_fake_user = True  # every result survives saving; the last one plays
         if req.set_frame_range:
-            old = (scene.frame_start, scene.frame_end)
-            rb.restore(lambda o=old: set_scene_range(scene, *o))
-            set_scene_range(scene, int(req.frame_start), int(req.frame_start + F - 1))
+            change_scene_range(scene, int(req.frame_start), int(req.frame_start + F - 1), rb)
         if created_rig:
-            for o in list(bpy.context.view_layer.objects.selected):
-                o.select_set(False)
-            obj.select_set(True)
-            bpy.context.view_layer.objects.active = obj
+            make_active(obj)
     timings = dict(gen.timings)
     timings["writing"] = time.perf_counter() - t0  # everything done in Blender
     timings["keys"] = key_seconds  # of which: fitting and writing the F-curve keys

@@ -11,7 +11,7 @@ import threading
 import bpy
 
 from ..errors import Cancelled, SparseMotionError
-from .reporting import poll_problem, run_and_report
+from .reporting import poll_problem, reports_user_errors, run_and_report
 
 
 class Job:
@@ -72,9 +72,34 @@ def redraw(context):
 class JobOperator:
     """Mixin for a modal operator whose work runs on a :class:`Job`. ``invoke`` calls
     :meth:`start_job` (and keeps the job where the panel finds it); ``job_label`` names the
-    work in the reports."""
+    work in the reports.
+
+    An operator that defines :meth:`prepare_job` gets ``execute`` (blocking: headless,
+    scripts) and ``invoke`` (the job, kept as its module's ``current_job``; headless it
+    blocks too) from here."""
 
     job_label = "Work"
+
+    def prepare_job(self, context):
+        """Main thread: the checks (a SparseMotionError: reported, nothing changed), then
+        ``(work, apply)``: ``work(progress, cancel)`` runs the model (on the worker thread),
+        ``apply(result)`` writes it (main thread, one undo step)."""
+        raise NotImplementedError
+
+    def execute(self, context):
+        def blocking():
+            work, apply = self.prepare_job(context)
+            return apply(work(None, None))
+
+        return run_and_report(self, blocking)
+
+    @reports_user_errors
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        work, apply = self.prepare_job(context)
+        sys.modules[type(self).__module__].current_job = self.start_job(context, work, apply)
+        return {"RUNNING_MODAL"}
 
     def start_job(self, context, work, apply) -> Job:
         """Start ``work(progress, cancel)`` on a worker thread; ``apply(result)`` runs on the

@@ -32,7 +32,7 @@ def keys_of(obj):
     """Every key of the armature's action, every property: {(path, index): bytes per prop}."""
     out = {}
     for fc in actions.channels_for(obj).fcurves:
-        keys = fill._read_keys(fc)
+        keys = fcurve_io.read_keys(fc)
         out[(fc.data_path, fc.array_index)] = {p: np.asarray(v).copy() for p, v in keys.items()}
     return out
 
