@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["DenoiserConfig", "build_denoiser", "sinusoid_encoding", "INPUT_NAMES", "OUTPUT_NAMES"]
+__all__ = ["DenoiserConfig", "build_denoiser", "sinusoid_encoding", "io_layer", "lipschitz_loss",
+           "INPUT_NAMES", "OUTPUT_NAMES"]
 
 INPUT_NAMES = ("x_t", "t", "text", "key_idx", "interp_left", "interp_w")
 OUTPUT_NAMES = ("x0",)
@@ -62,11 +63,10 @@ def sinusoid_encoding(torch, pos, dim):
     return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
 
 
-def build_denoiser(torch, config: DenoiserConfig | None = None):
-    """A fresh ``torch.nn.Module`` for ``config``."""
+def _io_classes(torch):
+    """The classes of :func:`io_layer` (defined per call: torch is passed in)."""
     nn = torch.nn
     F = torch.nn.functional
-    cfg = config or DenoiserConfig()
 
     class LipschitzLinear(nn.Module):
         """Linear layer whose rows are rescaled to an absolute sum <= softplus(c) (Liu et al.
@@ -116,6 +116,31 @@ def build_denoiser(torch, config: DenoiserConfig | None = None):
         def forward(self, x):
             return self.linear(x)
 
+    return LipschitzMLP, Plain
+
+
+def io_layer(torch, din: int, dhidden: int, dout: int, lipschitz: bool = True):
+    """sMDM's per-frame input/output layer: a Lipschitz MLP with a sine activation
+    (``din -> dhidden -> dout``), or MDM's single linear layer (``lipschitz=False``). Its
+    ``lipschitz_bound()`` is the product of the two layers' bounds (None for the plain one)."""
+    mlp, plain = _io_classes(torch)
+    return mlp(din, dhidden, dout) if lipschitz else plain(din, dout)
+
+
+def lipschitz_loss(torch, layers):
+    """Π softplus(c_i) per Lipschitz MLP of ``layers``, summed (0 without any)."""
+    bounds = [m.lipschitz_bound() for m in layers]
+    bounds = [b for b in bounds if b is not None]
+    if not bounds:
+        return torch.zeros(())
+    return sum(b.sum() for b in bounds)
+
+
+def build_denoiser(torch, config: DenoiserConfig | None = None):
+    """A fresh ``torch.nn.Module`` for ``config``."""
+    nn = torch.nn
+    cfg = config or DenoiserConfig()
+
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
@@ -140,12 +165,8 @@ def build_denoiser(torch, config: DenoiserConfig | None = None):
             super().__init__()
             d = cfg.width
             self.config = cfg
-            if cfg.lipschitz:
-                self.inp = LipschitzMLP(cfg.feature_dim, d, d)
-                self.out = LipschitzMLP(d, d, cfg.feature_dim)
-            else:
-                self.inp = Plain(cfg.feature_dim, d)
-                self.out = Plain(d, cfg.feature_dim)
+            self.inp = io_layer(torch, cfg.feature_dim, d, d, cfg.lipschitz)
+            self.out = io_layer(torch, d, d, cfg.feature_dim, cfg.lipschitz)
             self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
             self.text_proj = nn.Linear(cfg.text_dim, d)
             self.blocks = nn.ModuleList([Block() for _ in range(cfg.layers)])
@@ -153,11 +174,7 @@ def build_denoiser(torch, config: DenoiserConfig | None = None):
 
         def lipschitz_loss(self):
             """Π softplus(c_i) per MLP, summed over the two MLPs (0 without them)."""
-            bounds = [m.lipschitz_bound() for m in (self.inp, self.out)]
-            bounds = [b for b in bounds if b is not None]
-            if not bounds:
-                return torch.zeros(())
-            return sum(b.sum() for b in bounds)
+            return lipschitz_loss(torch, (self.inp, self.out))
 
         def forward(self, x_t, t, text, key_idx, interp_left, interp_w):
             B, N, D = x_t.shape
