@@ -140,6 +140,17 @@ class Context:
         self.torch.distributed.all_reduce(t)
         return float(t.item()) / self.world
 
+    def average_gradients(self, module) -> None:
+        """Average ``module``'s gradients over the processes (for a module trained without
+        the DDP wrapper, e.g. a GAN discriminator whose loss needs gradients with respect to
+        its input, which DistributedDataParallel does not support). One process: nothing."""
+        if not self.distributed:
+            return
+        for p in module.parameters():
+            if p.grad is not None:
+                self.torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
+
     def barrier(self) -> None:
         if self.distributed:
             self.torch.distributed.barrier()

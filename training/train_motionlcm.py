@@ -123,7 +123,7 @@ def _ema_update(torch, ema, model, decay):
 
 
 def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log_fn,
-              ramp_ema=True, ctx=None):
+              ramp_ema=True, ctx=None, extra=None):
     """The training loop shared by the four stages: AdamW with warm-up and cosine decay,
     gradient clipping, EMA, time-based checkpoints, ``--resume``, the time budget (also KMM's
     stages: ``args.stages`` names a script's own stage list). Returns
@@ -133,7 +133,11 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
     ``step_fn`` calls ``ctx.wrap(model)`` rather than ``model`` and runs under
     ``ctx.autocast()``, logged values are the mean over the ranks, rank 0 logs and
     writes the checkpoints (the unwrapped weights), and the time budget stops every rank at
-    the same step."""
+    the same step.
+
+    ``extra``: ``{name: object with state_dict/load_state_dict}`` kept in the checkpoint
+    beside the model (e.g. a GAN's discriminator and its optimiser, which ``step_fn`` updates
+    itself) and restored by ``--resume``."""
     ctx = ctx or distributed.setup("cpu", torch=torch)
     if not ctx.is_main:
         log_fn = ts._quiet
@@ -152,6 +156,8 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
         step, history = st["step"], st["history"]
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
+        for k, obj in (extra or {}).items():
+            obj.load_state_dict(st["extra"][k])
         log_fn(f"{stage}: resumed at step {step}")
 
     def save():
@@ -160,7 +166,9 @@ def run_stage(stage, args, torch, model, ema, step_fn, *, ema_decay, budget, log
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
                     "opt": opt.state_dict(), "step": step, "history": history,
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    **({"extra": {k: o.state_dict() for k, o in extra.items()}} if extra else {})},
+                   tmp)
         os.replace(tmp, ckpt)
 
     n = sum(p.numel() for p in params)
