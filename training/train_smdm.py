@@ -415,6 +415,59 @@ def grounding_setting(args) -> dict | None:
     return None if not g else {"weight": g[0], "min_confidence": g[1], "captions": 16}
 
 
+def bandai_data() -> dict:
+    """The training-data entry of a package trained on the Bandai Namco data (CC BY-NC 4.0:
+    the package is then non-commercial)."""
+    return {"name": "Bandai Namco Research Motion Dataset", "license": "CC-BY-NC-4.0",
+            "commercial_use": False,
+            "attribution": "Bandai Namco Research Motion Dataset, Bandai Namco Research Inc."}
+
+
+def package_manifest(kind: str, *, name, version, description, default, data_licence: bool,
+                     feature_dim: int, te_manifest: dict, model: dict, training: dict,
+                     metrics: dict | None = None, files: dict | None = None) -> dict:
+    """The manifest fields every text-to-motion package of ours shares: kind, name, version,
+    the licence (``data_licence``: trained on the Bandai Namco data, so non-commercial;
+    False: synthetic data), skeleton, fps, representation, stats file, the text encoder
+    (``te_manifest``: its manifest; name, version and model sha256 are required), then the
+    kind's own ``model`` settings, ``training`` (its ``data`` list first) and ``metrics``."""
+    data = [bandai_data()] if data_licence else []
+    out = {
+        "format_version": 1, "name": name, "kind": kind, "version": version,
+        "default": default, "description": description,
+        "commercial_use": not data_licence, "skeleton": "bandai-21", "fps": 20,
+        "representation": {"name": "humanml3d-257", "feature_dim": feature_dim},
+        "stats": "stats.npz",
+        "text_encoder": {"name": te_manifest["name"], "version": te_manifest["version"],
+                         "model_sha256": te_manifest["files"]["model.onnx"]["sha256"]},
+        "model": model,
+    }
+    if files is not None:
+        out["files"] = files
+    out["training"] = {"data": data, **training}
+    out["metrics"] = metrics or {}
+    return out
+
+
+def package_files(out: Path, paths: dict, mean, std) -> None:
+    """Copy ``paths`` (``{name in the package: source file}``) into ``out`` and write the
+    normalisation statistics ``stats.npz`` (mean/std float32)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for fname, src in paths.items():
+        if Path(src).resolve() != (out / fname).resolve():
+            (out / fname).write_bytes(Path(src).read_bytes())
+    np.savez(out / "stats.npz", mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32))
+
+
+def save_torch_weights(model, path: Path, dtype: str = "float16") -> None:
+    """``model``'s state dict for a package's PyTorch path, floats as ``dtype``."""
+    import torch
+
+    dt = {"float16": torch.float16, "float32": torch.float32}[dtype]
+    torch.save({k: (v.detach().to(dt) if v.is_floating_point() else v.detach())
+                for k, v in model.state_dict().items()}, path)
+
+
 def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te_manifest,
                   *, name, version, description, training: dict, metrics: dict | None = None,
                   default: bool = True, data_licence: bool = True, torch_model=None,
@@ -422,18 +475,9 @@ def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te
                   grounding: dict | None = None) -> dict:
     """``grounding``: the package's prompt grounding (``inference/understand.ground``; None:
     off), tuned with ``training/tune_grounding.py`` on the dev prompts."""
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_dst = out / "denoiser.onnx"
-    if onnx_path.resolve() != onnx_dst.resolve():
-        onnx_dst.write_bytes(onnx_path.read_bytes())
-    np.savez(out / "stats.npz", mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32))
+    package_files(out, {"denoiser.onnx": onnx_path}, mean, std)
     if torch_model is not None:  # float16 state dict for the PyTorch path (comparison)
-        import torch
-
-        dt = {"float16": torch.float16, "float32": torch.float32}[torch_dtype]
-        state = {k: (v.detach().to(dt) if v.is_floating_point() else v.detach())
-                 for k, v in torch_model.state_dict().items()}
-        torch.save(state, out / "denoiser.pt")
+        save_torch_weights(torch_model, out / "denoiser.pt", torch_dtype)
     D, E = cfg.feature_dim, cfg.text_dim
     spec_in = [
         {"name": "x_t", "dtype": "float32", "shape": ["batch", "frames", D]},
@@ -444,31 +488,17 @@ def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te
         {"name": "interp_w", "dtype": "float32", "shape": ["batch", "frames"]},
     ]
     spec_out = [{"name": "x0", "dtype": "float32", "shape": ["batch", "frames", D]}]
-    data = []
-    if data_licence:
-        data.append({"name": "Bandai Namco Research Motion Dataset", "license": "CC-BY-NC-4.0",
-                     "commercial_use": False,
-                     "attribution": "Bandai Namco Research Motion Dataset, Bandai Namco "
-                                    "Research Inc."})
-    manifest = {
-        "format_version": 1, "name": name, "kind": "smdm", "version": version,
-        "default": default, "description": description,
-        "commercial_use": not data_licence, "skeleton": "bandai-21", "fps": 20,
-        "representation": {"name": "humanml3d-257", "feature_dim": D},
-        "stats": "stats.npz",
-        "text_encoder": {"name": te_manifest["name"], "version": te_manifest["version"],
-                         "model_sha256": te_manifest["files"]["model.onnx"]["sha256"]},
-        "model": {"config": cfg.to_dict(), "prediction": "x0", "schedule": "cosine",
-                  "timesteps": core.TIMESTEPS, "key_fraction": core.KEY_FRACTION,
-                  "gamma": 0.1, "guidance": float(guidance), "steps": 50, "min_frames": 3,
-                  **({"grounding": dict(grounding)} if grounding else {})},
-        "files": {"denoiser.onnx": {"inputs": spec_in, "outputs": spec_out, "opset": OPSET,
-                                    "purpose": "one denoising step: x_t -> x0"},
-                  "stats.npz": {"purpose": "normalisation mean/std (257,)"}},
-
-        "training": {"data": data, **training},
-        "metrics": metrics or {},
-    }
+    manifest = package_manifest(
+        "smdm", name=name, version=version, description=description, default=default,
+        data_licence=data_licence, feature_dim=D, te_manifest=te_manifest,
+        model={"config": cfg.to_dict(), "prediction": "x0", "schedule": "cosine",
+               "timesteps": core.TIMESTEPS, "key_fraction": core.KEY_FRACTION,
+               "gamma": 0.1, "guidance": float(guidance), "steps": 50, "min_frames": 3,
+               **({"grounding": dict(grounding)} if grounding else {})},
+        files={"denoiser.onnx": {"inputs": spec_in, "outputs": spec_out, "opset": OPSET,
+                                 "purpose": "one denoising step: x_t -> x0"},
+               "stats.npz": {"purpose": "normalisation mean/std (257,)"}},
+        training=training, metrics=metrics)
     if torch_model is not None:
         manifest["files"]["denoiser.pt"] = {
             "optional": True, "purpose": f"{torch_dtype} PyTorch state dict of the same denoiser "
