@@ -126,6 +126,9 @@ class KmmModel(_gen.TextToMotionModel):
             if run is None:
                 run = self._torch_runner(pkg, bcfg, tcfg)
                 backend = "torch"
+                from .runtime import resolve_torch_device
+
+                self._device = resolve_torch_device(self.settings.device, label=pkg.label)
         enc = self._text_encoder or self._make_text_encoder(pkg)
         self.package, self.mean, self.std, self.codebooks = pkg, mean, std, cb
         self.net, self.tok = bcfg, tcfg

@@ -112,6 +112,7 @@ def test_onnxruntime_and_torch_agree_through_the_sampling_loop(tiny):
     pytest.importorskip("onnx")
     t = KmmModel(tiny_package(), backend="torch").load()
     assert t.backend == "torch" and tiny.backend == "onnx"
+    assert t.device.engine == "torch" and t.device.device == "CPU"
     for text, secs, seed in (("a person walks forward", 3, 4), ("someone lifts both arms up", 5.5, 9)):
         a = tiny.generate(text, seconds=secs, seed=seed)
         b = t.generate(text, seconds=secs, seed=seed)
@@ -133,11 +134,15 @@ def test_timeline_is_one_sequence_and_regeneration_keeps_the_other_tokens(tiny):
     travel = [np.linalg.norm(T.root[b - 1, [0, 2]] - T.root[a, [0, 2]]) for a, b in T.ranges]
     assert travel[0] > 60 and travel[2] > 60 and travel[1] < travel[0] / 2, travel
     # per-segment seeds: another seed for the middle segment changes only its tokens' draws
-    T2 = tl.regenerate(tiny, T, 1, seed=77)
-    ids, ids2 = T.state["kmm_ids"], T2.state["kmm_ids"]
-    np.testing.assert_array_equal(ids[:10], ids2[:10])
-    np.testing.assert_array_equal(ids[20:], ids2[20:])
-    assert not np.array_equal(ids[10:20], ids2[10:20])
+    ids = T.state["kmm_ids"]
+    changed = 0
+    for seed in (77, 78, 79, 80, 81):
+        T2 = tl.regenerate(tiny, T, 1, seed=seed)
+        ids2 = T2.state["kmm_ids"]
+        np.testing.assert_array_equal(ids[:10], ids2[:10])
+        np.testing.assert_array_equal(ids[20:], ids2[20:])
+        changed += not np.array_equal(ids[10:20], ids2[10:20])
+    assert changed >= 1  # the tiny model is confident: not every seed draws other tokens
     a, b = T.ranges[1]
     np.testing.assert_array_equal(T.quats[:a], T2.quats[:a])
     np.testing.assert_array_equal(T.root[b:], T2.root[b:])
