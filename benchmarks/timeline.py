@@ -268,7 +268,7 @@ def run_model(model, method, timelines, half, seed, log) -> dict:
     rng = np.random.default_rng(seed)
     fps = model.fps
     feats, rows, by_content, per_tl = [], [], {}, []
-    boundary, boundary_raw, interior = [], [], []
+    boundary, boundary_raw, interior, interior_raw = [], [], [], []
     t_all = time.perf_counter()
     for tl_spec in timelines:
         t0 = time.perf_counter()
@@ -281,8 +281,9 @@ def run_model(model, method, timelines, half, seed, log) -> dict:
         picks = smoothness.random_windows([b - a for a, b in inner], 2 * len(wins), 2 * half, rng)
         boundary.append(smoothness.window_curves(pos, wins, fps))
         boundary_raw.append(smoothness.window_curves(raw_pos, wins, fps))
-        interior.append(smoothness.window_curves(
-            pos, [(inner[k][0] + s, inner[k][0] + s + 2 * half) for k, s in picks], fps))
+        inner_wins = [(inner[k][0] + s, inner[k][0] + s + 2 * half) for k, s in picks]
+        interior.append(smoothness.window_curves(pos, inner_wins, fps))
+        interior_raw.append(smoothness.window_curves(raw_pos, inner_wins, fps))
         for seg, (a, b) in zip(tl_spec["segments"], tl.ranges):
             feats.append(f[a:b])
             rows.append({"prompt": seg["prompt"], "content": seg["content"],
@@ -294,7 +295,8 @@ def run_model(model, method, timelines, half, seed, log) -> dict:
         log(f"  {tl_spec['id']}: {tl.frames} frames, {tl.method}, {wall:.1f} s")
     return {"features": feats, "rows": rows, "by_content": by_content,
             **{k: np.concatenate([c for c in v if c.size]) for k, v in (
-                ("boundary", boundary), ("boundary_raw", boundary_raw), ("interior", interior))},
+                ("boundary", boundary), ("boundary_raw", boundary_raw), ("interior", interior),
+                ("interior_raw", interior_raw))},
             "timelines": per_tl, "seconds": time.perf_counter() - t_all,
             "method": per_tl[0]["method"] if per_tl else method}
 
@@ -378,13 +380,13 @@ def report(result) -> str:
               m_(real["area_jerk"]), "1.00", "", "", "", ""]]
     for name, m in models.items():
         mt = m["real_matched"]
-        for label, t in ((name, m["transitions"]),
-                         (f"{name}, feet not locked", m["transitions_feet_not_locked"])):
+        for label, t, i in ((name, m["transitions"], m["interior"]),
+                            (f"{name}, feet not locked", m["transitions_feet_not_locked"],
+                             m["interior_feet_not_locked"])):
             bar = [t["peak_x_real"] <= BARS["jerk_x_real"], t["area_x_real"] <= BARS["jerk_x_real"]]
             if base is not None and m["method"] != "crossfade":
                 bar += [t["peak_jerk"] < base["peak_jerk"], t["area_jerk"] < base["area_jerk"]]
-            inner = (f"{num(m['interior']['peak_x_real'])} / {num(m['interior']['area_x_real'])}"
-                     if t is m["transitions"] else "")
+            inner = f"{num(i['peak_x_real'])} / {num(i['area_x_real'])}"
             lines.append([label, t["windows"], m_(t["peak_jerk"]), num(t["peak_x_real"]),
                           m_(t["area_jerk"]), num(t["area_x_real"]),
                           f"{m_(t['flowmdm_peak_jerk'])} / {m_(mt['flowmdm_peak_jerk']['mean'])}",
@@ -416,7 +418,8 @@ def report(result) -> str:
                 num(ratio(g["foot_skate_cm_s"], r.get("foot_skate_cm_s")))]
         lines.append(line)
     summary = "; ".join(f"{name}: {m['skate_met']}/{len(m['physics'])} contents within 1.3× "
-                        "real" for name, m in models.items())
+                        f"real ({m['skate_never_near_floor']} never near the floor)"
+                        for name, m in models.items())
     out.append("\nFoot skating per content (segments of that content vs every real clip of it):"
                f"\n\n{md(head, lines)}\n\n{summary}")
     # speed
@@ -523,20 +526,24 @@ def main(argv=None):
         log(f"{name}:")
         r = run_model(model, method, timelines, half, args.seed, log)
         model.release()
-        t, t_raw, inner = (smoothness.summarize(r[k], model.fps, real["mean_jerk"])
-                           for k in ("boundary", "boundary_raw", "interior"))
-        for s in (t, t_raw, inner):
+        t, t_raw, inner, inner_raw = (
+            smoothness.summarize(r[k], model.fps, real["mean_jerk"])
+            for k in ("boundary", "boundary_raw", "interior", "interior_raw"))
+        for s in (t, t_raw, inner, inner_raw):
             s["peak_x_real"] = ratio(s["peak_jerk"], real_sum["peak_jerk"])
             s["area_x_real"] = ratio(s["area_jerk"], real_sum["area_jerk"])
         phys = physics_per_content(r["by_content"], model.fps)
         m = {"package": pkg, "method": r["method"], "accuracy": classify(clf, r["features"], r["rows"]),
              "transitions": t, "transitions_feet_not_locked": t_raw, "interior": inner,
+             "interior_feet_not_locked": inner_raw,
              "real_matched": real_matched(real, t["windows"], 200, args.seed),
              "physics": phys,
              "skate_met": sum(physics.meets_bar("foot_skate_cm_s",
                                                 real["physics"][c]["foot_skate_cm_s"],
                                                 v["foot_skate_cm_s"])
                               for c, v in phys.items() if c in real["physics"]),
+             "skate_never_near_floor": sum(not np.isfinite(v["foot_skate_cm_s"])
+                                           for v in phys.values()),
              "timelines": r["timelines"], "generate_seconds": r["seconds"]}
         if not args.no_speed:
             m["speed"] = measure_speed(f"{pkg}@{method}", args, log)
