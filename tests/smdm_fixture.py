@@ -6,7 +6,9 @@ cached in ``build/test-models`` (keyed by a hash of the code it depends on) so t
 repository's ``.venv``, else ``.venv-train``)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -108,3 +110,33 @@ KMM_SOURCES = ["training/tiny_kmm.py", "training/train_kmm.py", "training/tiny_m
 def tiny_kmm_package() -> Path:
     """The folder ``build/test-models/<key>/kmm-tiny-test`` (built on first use)."""
     return cached_package(KMM_NAME, "training/tiny_kmm.py", KMM_SOURCES)
+
+
+@contextlib.contextmanager
+def broken_package(models: Path, damage: str):
+    """The tiny package installed in the folder ``models`` (the registry's user folder) as
+    ``smdm-broken-<damage>``: its ``denoiser.onnx`` missing (``"missing"``) or with 64 bytes
+    overwritten (``"corrupt"``), or not installed at all (``"absent"``); the registry rescanned
+    for the block and after it, the copy removed. Yields the name."""
+    from sparse_motion.inference import registry
+
+    name = "smdm-broken-" + damage
+    pkg = models / name
+    if damage != "absent":
+        shutil.copytree(tiny_package(), pkg)
+        manifest = json.loads((pkg / "manifest.json").read_text())
+        manifest["name"] = name
+        (pkg / "manifest.json").write_text(json.dumps(manifest))
+        onnx = pkg / "denoiser.onnx"
+        if damage == "missing":
+            onnx.unlink()
+        else:
+            data = bytearray(onnx.read_bytes())
+            data[1000:1064] = b"\1" * 64
+            onnx.write_bytes(bytes(data))
+    try:
+        registry.get_registry(refresh=True)
+        yield name
+    finally:
+        shutil.rmtree(pkg, ignore_errors=True)
+        registry.get_registry(refresh=True)
