@@ -24,7 +24,8 @@ model:
   over the segments whose prompt names one. The reference: single-prompt sMDM (the default
   package) on the same prompts, lengths and seeds. Bar: content within 5 points of it.
 * **transitions**: FlowMDM's jerk (``motion.smoothness``) in windows of ±15 frames around
-  every boundary, against the same windows at random frames of every real clip of the
+  every boundary (``--half-window``; FlowMDM used ±15 on BABEL at 30 fps, ±30 on HumanML3D
+  at 20 fps), against the same windows at random frames of every real clip of the
   dataset (the reference) and inside the segments (away from the boundaries, the model's own
   jerk). Peak jerk and area under the jerk curve are per window, averaged; FlowMDM's Peak
   Jerk and AUJ (from the mean curve over the windows, AUJ against real motion's mean jerk)

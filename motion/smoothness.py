@@ -17,8 +17,9 @@ at one frame rate the two differ by a constant). Entry ``t`` spans frames ``t ..
 A motion at constant velocity has zero jerk; a pose that jumps has a spike.
 
 **Windows**: FlowMDM cuts ``2·half`` frames around each boundary ``b`` (frames
-``b-half .. b+half-1``; ``half`` = 15 at 20 fps, its transition length of 30 frames), a
-window giving ``2·half − 3`` jerk values. :func:`boundary_windows` keeps the boundaries with a
+``b-half .. b+half-1``), a window giving ``2·half − 3`` jerk values. Its transition length
+``2·half`` is 30 frames on BABEL (30 fps: ±0.5 s) and 60 on HumanML3D (20 fps: ±1.5 s); the
+default here is ``half`` = :data:`HALF_WINDOW` = 15 (±0.75 s at 20 fps). :func:`boundary_windows` keeps the boundaries with a
 whole window inside the motion; :func:`random_windows` draws windows of the same size at
 random frames of other motions (real clips, segment interiors), the reference.
 
@@ -46,7 +47,7 @@ import numpy as np
 __all__ = ["jerk", "boundary_windows", "random_windows", "window_curves", "summarize",
            "HALF_WINDOW", "MEASURES"]
 
-#: Frames each side of a boundary (FlowMDM's transition length 30 at 20 fps).
+#: Frames each side of a boundary (a window of 30 frames, FlowMDM's transition length on BABEL).
 HALF_WINDOW = 15
 #: The measures of :func:`summarize`, in table order.
 MEASURES = ("peak_jerk", "area_jerk", "flowmdm_peak_jerk", "flowmdm_auj")
