@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Settings shown in the N-panel, stored per scene."""
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
-                       PointerProperty, StringProperty)
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
+                       IntProperty, PointerProperty, StringProperty)
 
 REDUCE_MODES = [
     ("RATIO", "Keep Ratio", "Keep a fraction of the frames as keys"),
@@ -141,12 +141,47 @@ def draw_generate_options(layout, owner, prefix=""):
     settings); the model's own options only (MotionLCM: its steps; sMDM: guidance, steps)."""
     lcm = selected_model_kind(owner, prefix) == "motionlcm"
     for name in ("seconds", "seed", "results", "model",
-                 *(("lcm_steps",) if lcm else ("guidance", "steps")), "key_mode"):
+                 *(("lcm_steps",) if lcm else ("guidance", "steps"))):
         layout.prop(owner, prefix + name)
+    draw_key_options(layout, owner, prefix)
+
+
+def draw_key_options(layout, owner, prefix=""):
+    """Keyframes (and the percentage), handles and the start frame of Generate Motion."""
+    layout.prop(owner, prefix + "key_mode")
     if getattr(owner, prefix + "key_mode") == "PERCENT":
         layout.prop(owner, prefix + "key_percent")
     layout.prop(owner, prefix + "handles")
     layout.prop(owner, prefix + "frame_start")
+
+
+def timeline_props():
+    """The Generate Timeline settings the operator shares with Generate Motion's (the scene
+    keeps them as ``gen_<name>``); the segments are a list of their own."""
+    gen = generate_props()
+    return {k: gen[k] for k in TIMELINE_FIELDS}
+
+
+#: The Generate Motion settings Generate Timeline uses (steps and guidance: the model's own).
+TIMELINE_FIELDS = ("model", "key_mode", "key_percent", "handles", "frame_start")
+
+
+def draw_timeline_options(layout, owner, prefix=""):
+    layout.prop(owner, prefix + "model")
+    draw_key_options(layout, owner, prefix)
+
+
+GENERATE_MODES = [
+    ("PROMPT", "Prompt", "One prompt, one motion (or several results)"),
+    ("TIMELINE", "Timeline", "A list of prompts, each for some seconds, made into one action "
+     "with continuous motion and a marker per segment"),
+]
+
+
+class SPARSEMOTION_PG_segment(bpy.types.PropertyGroup):
+    """One segment of the timeline: what happens, for how long, with which seed."""
+
+    __annotations__ = {k: generate_props()[k] for k in ("prompt", "seconds", "seed")}
 
 
 FILL_RANGES = [
@@ -247,10 +282,13 @@ class SPARSEMOTION_PG_settings(bpy.types.PropertyGroup):
         "var_action": PointerProperty(
             name="Reference", type=bpy.types.Action,
             description="The action to vary (empty: the one the active armature plays)"),
+        "gen_mode": EnumProperty(name="Mode", items=GENERATE_MODES, default="PROMPT"),
+        "tl_segments": CollectionProperty(type=SPARSEMOTION_PG_segment, name="Segments"),
+        "tl_index": IntProperty(name="Segment", default=0, min=0),
     }
 
 
-classes = (SPARSEMOTION_PG_settings,)
+classes = (SPARSEMOTION_PG_segment, SPARSEMOTION_PG_settings)
 
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)

@@ -130,3 +130,20 @@ def is_linked(action) -> bool:
     """True for an action that cannot be edited here (linked from a library, or an override's
     linked reference)."""
     return action.library is not None or not getattr(action, "is_editable", True)
+
+
+def editable_action_problem(obj, select: str, not_armature: str, no_action: str):
+    """Why the action ``obj`` plays cannot be edited (None: it can): no object (``select``),
+    not an armature (``"'<name>' is not an armature: <not_armature>"``), no action
+    (``"'<name>' <no_action>"``), or a linked action."""
+    if obj is None:
+        return select
+    if obj.type != "ARMATURE":
+        return f"'{obj.name}' is not an armature: {not_armature}"
+    adt = obj.animation_data
+    if adt is None or adt.action is None:
+        return f"'{obj.name}' {no_action}"
+    if is_linked(adt.action):
+        return (f"Action '{adt.action.name}' is linked from a library and cannot be edited: "
+                "make it local first")
+    return None

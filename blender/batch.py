@@ -5,11 +5,13 @@
 item's motions with :mod:`.generate` (the model stays loaded between items) — or, for an item
 with a ``reference`` (a BVH or an armature in a .blend), makes ``count`` variations of it with
 :mod:`.variations` — and writes
-``<out>/<id>/<id>.blend`` and one ``.bvh`` / ``.fbx`` per result. It returns the manifest
-entry; any error is raised (the caller records it and goes on).
+``<out>/<id>/<id>.blend`` and one ``.bvh`` / ``.fbx`` per result; an item with ``segments``
+becomes one action from that timeline (:mod:`.timeline`). It returns the manifest entry; any
+error is raised (the caller records it and goes on).
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -128,19 +130,46 @@ def _run_variations(item, out_dir: Path, formats, threads: int, t0: float) -> di
                                seed=item.seed, novelty=item.novelty, method=item.method.upper(),
                                threads=threads)
     result = var.make_variations(req)
-    folder = out_dir / item.id
-    folder.mkdir(parents=True, exist_ok=True)
-    files = _write_files(obj, result.actions, folder, item.id, formats)
     return {
         "status": "ok", "prompt": item.prompt, "reference": item.reference,
         "method": item.method, "novelty": item.novelty, "seed": item.seed,
         "count": item.count, "seconds": item.seconds, "frames": result.frames,
-        "trained": result.trained, "actions": [a.name for a in result.actions],
-        "files": [str(p.relative_to(out_dir)) for p in files],
-        "metrics": {"keys": result.keys},
-        "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
-                    "item": round(time.perf_counter() - t0, 4)},
-        "warnings": list(result.warnings),
+        "trained": result.trained, "metrics": {"keys": result.keys},
+        **_written(item, out_dir, formats, obj, result, t0),
+    }
+
+
+def _written(item, out_dir: Path, formats, obj, result, t0: float) -> dict:
+    """The item's files written (:func:`_write_files`, ``result.actions``) and its manifest
+    entry's ``actions``, ``files``, ``timings`` (``result.timings`` and the whole item) and
+    ``warnings``."""
+    folder = out_dir / item.id
+    folder.mkdir(parents=True, exist_ok=True)
+    files = _write_files(obj, result.actions, folder, item.id, formats)
+    return {"actions": [a.name for a in result.actions],
+            "files": [str(p.relative_to(out_dir)) for p in files],
+            "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
+                        "item": round(time.perf_counter() - t0, 4)},
+            "warnings": list(result.warnings)}
+
+
+def _run_timeline(item, out_dir: Path, formats, target, mapping, keys, device, threads,
+                  t0: float) -> dict:
+    """A row with segments: one action from the timeline (blender/timeline), its markers
+    saved in the .blend."""
+    from . import timeline as tl
+
+    req = tl.TimelineRequest(segments=json.loads(item.segments), seed=item.seed,
+                             model=item.model, key_mode=keys[0], key_percent=keys[1],
+                             target=target, mapping=mapping, device=device, threads=threads)
+    result = tl.generate_timeline(req)
+    return {
+        "status": "ok", "prompt": item.prompt, "segments": result.segments,
+        "seed": item.seed, "count": 1, "seconds": item.seconds, "frames": result.frames,
+        "keys_mode": item.keys, "model": req.package.name,
+        "model_version": req.package.version, "target": item.target or None,
+        "metrics": {"keys": result.keys, "key_frames": result.key_frames},
+        **_written(item, out_dir, formats, result.obj, result, t0),
     }
 
 
@@ -177,6 +206,9 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
 
         mapping = rmap.load_preset(item.mapping)
     key_mode, pct = ("MODEL", 20.0) if item.keys == "model" else ("PERCENT", float(item.keys))
+    if item.segments:
+        return _run_timeline(item, out_dir, formats, target, mapping, (key_mode, pct), device,
+                             threads, t0)
     path, points = _path_for(item, target)
     steps = {} if item.steps is None else {"steps": item.steps, "lcm_steps": item.steps}
     req = gen.GenerateRequest(prompt=item.prompt, seconds=item.seconds, seed=item.seed,
@@ -188,9 +220,7 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
     req.prompt = prompt
     generation = gen.sample(model, req, frames)
     result = gen.apply(generation, req)
-    folder = out_dir / item.id
-    folder.mkdir(parents=True, exist_ok=True)
-    files = _write_files(result.obj, result.actions, folder, item.id, formats)
+    written = _written(item, out_dir, formats, result.obj, result, t0)
     skating = []
     for r in range(len(generation.features)):
         q, x = generation.motion(r)
@@ -204,11 +234,7 @@ def run_item(item, out_dir: Path, *, formats=("blend", "bvh"), fps: int = 30,
         "model": pkg.name, "model_version": pkg.version,
         "device": model.device.to_manifest(),  # where it ran and why (CUDA asked, CPU used: why)
         "target": item.target or None, "understood_as": understood.to_manifest(),
-        "actions": [a.name for a in result.actions],
-        "files": [str(p.relative_to(out_dir)) for p in files],
         "metrics": {"keys": result.keys, "key_frames": result.key_frames,
                     "foot_skating": [round(float(s), 4) for s in skating]},
-        "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
-                    "item": round(time.perf_counter() - t0, 4)},
-        "warnings": list(result.warnings),
+        **written,
     }

@@ -108,17 +108,9 @@ class FillResult:
 
 def fill_problem(obj) -> str | None:
     """Why Fill Between cannot run on ``obj`` (None: it can)."""
-    if obj is None:
-        return "Select an armature with keys to fill between"
-    if obj.type != "ARMATURE":
-        return f"'{obj.name}' is not an armature: select an armature with keys"
-    adt = obj.animation_data
-    if adt is None or adt.action is None:
-        return f"'{obj.name}' has no action: key some poses first"
-    if actions.is_linked(adt.action):
-        return (f"Action '{adt.action.name}' is linked from a library and cannot be edited: "
-                "make it local first")
-    return None
+    return actions.editable_action_problem(obj, "Select an armature with keys to fill between",
+                                           "select an armature with keys",
+                                           "has no action: key some poses first")
 
 
 def _bone_curves(obj, channels):

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-from . import bvh, fill, generate, reduce_keyframes, retarget, variations
+from . import bvh, fill, generate, reduce_keyframes, retarget, timeline, variations
 
-_modules = (generate, fill, variations, reduce_keyframes, bvh, retarget)
+_modules = (generate, timeline, fill, variations, reduce_keyframes, bvh, retarget)
 
 
 def register():

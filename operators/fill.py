@@ -26,11 +26,11 @@ def running() -> bool:
 def fill_problem(context):
     """Why Fill Between cannot run now (None: it can)."""
     from ..blender.fill import fill_problem as object_problem
-    from . import generate
+    from . import generate, timeline
 
     if running():
         return "Keys are being filled: wait or cancel"
-    if generate.running():
+    if generate.running() or timeline.running():
         return "A motion is being generated: wait for it or cancel it"
     if context.mode not in ("OBJECT", "POSE"):
         return "Switch to Object or Pose Mode to fill between keys"

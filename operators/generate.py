@@ -15,7 +15,7 @@ from bpy.props import StringProperty
 from ..errors import SparseMotionError
 from ..properties import draw_generate_options, generate_props
 from .jobs import Job, JobOperator, cancel_operator, job_module_registration
-from .reporting import poll_problem, reports_user_errors, run_and_report
+from .reporting import poll_problem
 
 
 #: The running generation (one at a time), read by the panel.
@@ -30,8 +30,10 @@ def generate_problem(context, prompt=None):
     """Why Generate Motion cannot run now (None: it can)."""
     if running():
         return "A motion is being generated: wait for it or cancel it"
-    from . import variations
+    from . import timeline, variations
 
+    if timeline.running():
+        return "A timeline is being generated: wait for it or cancel it"
     if variations.running():
         return "Variations are being made: wait for them or cancel"
     if context.mode not in ("OBJECT", "POSE"):
@@ -110,25 +112,14 @@ class SPARSEMOTION_OT_generate_motion(JobOperator, bpy.types.Operator):
             for name in ("pace", "fit_path"):
                 layout.prop(self, name)
 
-    def execute(self, context):
-        from ..blender.generate import generate
-
-        return run_and_report(self, lambda: generate(_request(self, context)))
-
-    @reports_user_errors
-    def invoke(self, context, event):
-        global current_job
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
+    def prepare_job(self, context):
         from ..blender import generate as gen
 
         req = _request(self, context)
         model, prompt, frames = gen.prepare(req)
         req.prompt = prompt
-        current_job = self.start_job(
-            context, lambda progress, cancel: gen.sample(model, req, frames, progress, cancel),
-            lambda generation: gen.apply(generation, req))
-        return {"RUNNING_MODAL"}
+        return (lambda progress, cancel: gen.sample(model, req, frames, progress, cancel),
+                lambda generation: gen.apply(generation, req))
 
 
 SPARSEMOTION_OT_cancel_generation = cancel_operator(

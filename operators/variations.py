@@ -17,7 +17,7 @@ from ..errors import SparseMotionError
 from ..properties import draw_variation_options, variation_props
 from . import generate as gen_op
 from .jobs import Job, JobOperator, cancel_operator, job_module_registration
-from .reporting import poll_problem, reports_user_errors, run_and_report
+from .reporting import poll_problem
 
 #: The running variations job (one at a time), read by the panel.
 current_job: Job | None = None
@@ -31,7 +31,9 @@ def variations_problem(context):
     """Why Make Variations cannot run now (None: it can)."""
     if running():
         return "Variations are being made: wait for them or cancel"
-    if gen_op.running():
+    from . import timeline
+
+    if gen_op.running() or timeline.running():
         return "A motion is being generated: wait for it or cancel it"
     if context.mode not in ("OBJECT", "POSE"):
         return "Switch to Object or Pose Mode to make variations"
@@ -83,23 +85,12 @@ class SPARSEMOTION_OT_make_variations(JobOperator, bpy.types.Operator):
         layout.prop_search(self, "action", bpy.data, "actions")
         draw_variation_options(layout, self)
 
-    def execute(self, context):
-        from ..blender.variations import make_variations
-
-        return run_and_report(self, lambda: make_variations(_request(self, context)))
-
-    @reports_user_errors
-    def invoke(self, context, event):
-        global current_job
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
+    def prepare_job(self, context):
         from ..blender import variations as var
 
         plan = var.prepare(_request(self, context))
-        current_job = self.start_job(
-            context, lambda progress, cancel: var.compute(plan, progress, cancel),
-            lambda computed: var.apply(plan, computed))
-        return {"RUNNING_MODAL"}
+        return (lambda progress, cancel: var.compute(plan, progress, cancel),
+                lambda computed: var.apply(plan, computed))
 
 
 SPARSEMOTION_OT_cancel_variations = cancel_operator(

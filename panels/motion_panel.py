@@ -2,8 +2,9 @@
 """The "Motion" tab of the 3D viewport's N-panel."""
 import bpy
 
-from ..properties import (FILL_FIELDS, GENERATE_FIELDS, VARIATION_FIELDS, draw_fill_options,
-                          draw_generate_options, draw_variation_options, selected_model_kind)
+from ..properties import (FILL_FIELDS, GENERATE_FIELDS, TIMELINE_FIELDS, VARIATION_FIELDS,
+                          draw_fill_options, draw_generate_options, draw_timeline_options,
+                          draw_variation_options, selected_model_kind)
 from ..operators.reduce_keyframes import SPARSEMOTION_OT_reduce_keyframes, active_action_problem
 from .. import preferences
 from .tab import MAIN_PANEL, MotionTab
@@ -29,22 +30,21 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
 
         layout = self.layout
         settings = context.scene.sparse_motion
+        layout.row().prop(settings, "gen_mode", expand=True)
+        if settings.gen_mode == "TIMELINE":
+            draw_timeline(layout, context, settings)
+            return
         layout.prop(settings, "gen_prompt", text="")
         draw_understood_as(layout, context, settings)
-        col = layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
-        col.prop(settings, "gen_target")
+        col = _options_column(layout, settings)
         draw_generate_options(col, settings, "gen_")
         path_problem = draw_follow_path(col, settings)
         if gen_op.running():
             draw_progress(layout, gen_op.current_job,
                           gen_op.SPARSEMOTION_OT_cancel_generation.bl_idname)
             return
-        problem = gen_op.generate_problem(context, settings.gen_prompt)
-        if problem is None and settings.gen_target is not None \
-                and settings.gen_target.type != "ARMATURE":
-            problem = f"'{settings.gen_target.name}' is not an armature: pick an armature or none"
+        problem = gen_op.generate_problem(context, settings.gen_prompt) or \
+            target_problem(settings)
         if problem is None and settings.gen_follow != "NONE":
             problem = path_problem
         op = draw_button(layout, gen_op.SPARSEMOTION_OT_generate_motion.bl_idname,
@@ -52,6 +52,92 @@ class SPARSEMOTION_PT_generate(MotionTab, bpy.types.Panel):
         op.target = settings.gen_target.name if settings.gen_target else ""
         path, coll = follow_path_names(settings)
         op.path, op.path_collection = path, coll
+
+
+def _options_column(layout, settings):
+    """The settings column under the prompt (or the segments), with the target first."""
+    col = layout.column()
+    col.use_property_split = True
+    col.use_property_decorate = False
+    col.prop(settings, "gen_target")
+    return col
+
+
+def target_problem(settings):
+    """Why the chosen target cannot be animated (None: it can, or there is none)."""
+    target = settings.gen_target
+    if target is not None and target.type != "ARMATURE":
+        return f"'{target.name}' is not an armature: pick an armature or none"
+    return None
+
+
+class SPARSEMOTION_UL_segments(bpy.types.UIList):
+    """The timeline's segments: number, prompt, seconds and seed."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname,
+                  index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.label(text=f"{index + 1}")
+        row.prop(item, "prompt", text="", emboss=False)
+        sub = row.row(align=True)
+        sub.scale_x = 0.45
+        sub.prop(item, "seconds", text="")
+        sub.prop(item, "seed", text="")
+
+
+def segments_problem(settings):
+    """Why the segment list cannot be generated as it is (None: it can; the model checks the
+    lengths)."""
+    segments = settings.tl_segments
+    if not len(segments):
+        return "Add a segment: a prompt and its seconds"
+    for i, s in enumerate(segments, 1):
+        if not s.prompt.strip():
+            return f"Segment {i} has no prompt: describe its motion"
+    return None
+
+
+def draw_timeline(layout, context, settings):
+    """Timeline mode: the segment list (add / remove / move), the active segment's fields,
+    the options, Generate Timeline (or its progress) and Regenerate Segment."""
+    from ..blender.timeline import timeline_action
+    from ..operators import timeline as tl_op
+
+    row = layout.row()
+    row.template_list("SPARSEMOTION_UL_segments", "", settings, "tl_segments", settings,
+                      "tl_index", rows=4)
+    side = row.column(align=True)
+    side.operator("sparse_motion.timeline_add", text="", icon="ADD")
+    side.operator("sparse_motion.timeline_remove", text="", icon="REMOVE")
+    side.separator()
+    side.operator("sparse_motion.timeline_move", text="", icon="TRIA_UP").direction = "UP"
+    side.operator("sparse_motion.timeline_move", text="", icon="TRIA_DOWN").direction = "DOWN"
+    segments = settings.tl_segments
+    active = segments[settings.tl_index] if 0 <= settings.tl_index < len(segments) else None
+    if active is not None:
+        layout.prop(active, "prompt", text="")
+        sub = layout.row(align=True)
+        sub.prop(active, "seconds")
+        sub.prop(active, "seed")
+    layout.label(text=f"{len(segments)} segments, {sum(s.seconds for s in segments):g} s")
+    col = _options_column(layout, settings)
+    draw_timeline_options(col, settings, "gen_")
+    if tl_op.running():
+        draw_progress(layout, tl_op.current_job, tl_op.SPARSEMOTION_OT_cancel_timeline.bl_idname)
+        return
+    problem = (tl_op.timeline_problem(context) or target_problem(settings)
+               or segments_problem(settings))
+    op = draw_button(layout, tl_op.SPARSEMOTION_OT_generate_timeline.bl_idname,
+                     "SEQ_STRIP_DUPLICATE", problem, settings, TIMELINE_FIELDS, "gen_", 1.4)
+    op.target = settings.gen_target.name if settings.gen_target else ""
+    if active is not None and timeline_action(context.active_object) is not None:
+        col = layout.column()
+        col.enabled = tl_op.regenerate_problem(context) is None
+        op = col.operator(tl_op.SPARSEMOTION_OT_regenerate_segment.bl_idname,
+                          text=f"Regenerate Segment {settings.tl_index + 1}",
+                          icon="FILE_REFRESH")
+        op.index = settings.tl_index
+        op.prompt = active.prompt
 
 
 #: Why Follow path is greyed out for a model that cannot follow one.
@@ -286,7 +372,8 @@ class SPARSEMOTION_PT_reduce(MotionTab, bpy.types.Panel):
                     ("mode", "ratio", "max_error", "bones", "handles", "output"))
 
 
-classes = (SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate, SPARSEMOTION_PT_fill,
+classes = (SPARSEMOTION_UL_segments, SPARSEMOTION_PT_main, SPARSEMOTION_PT_generate,
+           SPARSEMOTION_PT_fill,
            SPARSEMOTION_PT_variations,
            SPARSEMOTION_PT_reduce)
 

@@ -9,8 +9,10 @@ default 4), ``guidance``, ``keys`` (``model`` or a percentage), ``target`` (a ``
 with the armature to animate, ``FILE.blend::Object``) and ``mapping`` (a bone-mapping preset
 JSON for it), ``path`` (MotionLCM: a path for the pelvis — a curve or empty in a .blend,
 ``FILE.blend::Object``, or JSON points in world metres: ``[[x, y, z], ...]`` followed evenly,
-or ``{"points": [...], "frames": [...]}`` reached at those scene frames), ``id`` (default:
-the item's line number and prompt). Missing values come from
+or ``{"points": [...], "frames": [...]}`` reached at those scene frames), ``segments`` (a
+timeline instead of one prompt: a JSON list ``[{"prompt": ..., "seconds": ..., "seed": ...},
+…]`` made into one action, see ``docs/timeline.md``), ``id`` (default: the item's line
+number and prompt). Missing values come from
 the command line; an item without ``seed`` gets ``base seed + item number``, so the results
 never depend on how the items are split.
 
@@ -40,7 +42,11 @@ __all__ = ["BatchItem", "Defaults", "PromptsError", "read_prompts", "parse_promp
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _KNOWN = {"id", "prompt", "seconds", "length", "seed", "model", "count", "steps", "guidance",
-          "keys", "target", "mapping", "path", "reference", "method", "novelty"}
+          "keys", "target", "mapping", "path", "reference", "method", "novelty", "segments"}
+#: What a row with segments leaves out: each segment has its prompt and seconds, and a
+#: timeline uses its model's own steps and guidance.
+_NOT_WITH_SEGMENTS = ("prompt", "seconds", "length", "count", "steps", "guidance", "path",
+                      "reference")
 VARIATION_METHODS = ("motiondreamer", "genmm")
 
 
@@ -78,6 +84,7 @@ class BatchItem:
     reference: str = ""  # FILE.bvh or FILE.blend[::Object[::Action]]: variations of it
     method: str = "motiondreamer"  # with a reference: motiondreamer or genmm
     novelty: float = 0.5  # with a reference: 0 close … 1 novel
+    segments: str = ""   # a timeline: JSON [{"prompt", "seconds", "seed"}, …], checked
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,14 +114,22 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
                            f"{', '.join(sorted(_KNOWN))})")
     prompt = str(raw.get("prompt") or "").strip()
     reference = str(raw.get("reference") or "").strip()
-    if not prompt and not reference:
-        raise PromptsError(f"{where}: the prompt is empty (give a prompt, or a reference to "
-                           "make variations of)")
+
     def get(name, alt=None):
         v = raw.get(name)
         if (v is None or str(v).strip() == "") and alt:
             v = raw.get(alt)
         return None if v is None or str(v).strip() == "" else v
+    segments = _segments(raw.get("segments"), where)
+    if segments:
+        extra = [k for k in _NOT_WITH_SEGMENTS if get(k) is not None]
+        if extra:
+            raise PromptsError(f"{where}: a row with segments takes no {', '.join(extra)} (each "
+                               "segment has its own prompt and seconds; a timeline is one "
+                               "action made with its model's own steps and guidance)")
+    elif not prompt and not reference:
+        raise PromptsError(f"{where}: the prompt is empty (give a prompt, segments, or a "
+                           "reference to make variations of)")
     seconds = get("seconds", "length")
     seed = get("seed")
     count = get("count")
@@ -123,7 +138,8 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
     item = BatchItem(
         index=index, line=line, id="", prompt=prompt,
         seconds=_number(seconds, float, where, "seconds") if seconds is not None
-        else (0.0 if reference else d.seconds),
+        else (0.0 if reference else sum(s["seconds"] for s in json.loads(segments))
+              if segments else d.seconds),
         seed=_number(seed, int, where, "seed") if seed is not None else d.seed + index,
         model=str(get("model") or d.model), count=_number(count, int, where, "count")
         if count is not None else d.count,
@@ -135,7 +151,7 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
         reference=reference,
         method=str(get("method") or "motiondreamer").strip().lower(),
         novelty=_number(get("novelty"), float, where, "novelty") if get("novelty") is not None
-        else 0.5)
+        else 0.5, segments=segments)
     if item.method not in VARIATION_METHODS:
         raise PromptsError(f"{where}: method must be one of {', '.join(VARIATION_METHODS)}, got "
                            f"{item.method!r}")
@@ -147,11 +163,38 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
         pct = _number(item.keys, float, where, "keys (model or a percentage)")
         if not 0 < pct <= 100:
             raise PromptsError(f"{where}: keys must be 'model' or a percentage in (0, 100]")
-    name = prompt or Path(reference.partition("::")[0]).stem + "-variations"
+    name = prompt or (f"timeline-{json.loads(segments)[0]['prompt']}" if segments else
+                      Path(reference.partition("::")[0]).stem + "-variations")
     item.id = str(get("id") or f"{index + 1:04d}-{slug(name)}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", item.id):
         raise PromptsError(f"{where}: id {item.id!r} may only use letters, digits, . _ -")
     return item
+
+
+def _segments(value, where) -> str:
+    """A row's ``segments`` as checked JSON text (``""``: none): a JSON list (in a CSV cell
+    quoted; in a JSON file the list itself) of ``{"prompt", "seconds", "seed"}`` objects,
+    checked by :func:`..inference.timeline.check_segments` (the rules of the panel's list)."""
+    from ..inference.timeline import check_segments
+
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ""
+    data = value
+    if isinstance(value, str):
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise PromptsError(f"{where}: segments is not valid JSON ({exc.msg} at character "
+                               f"{exc.pos})") from None
+    if not isinstance(data, list):
+        raise PromptsError(f"{where}: segments must be a JSON list of {{\"prompt\", "
+                           f"\"seconds\", \"seed\"}} objects, got {type(data).__name__}")
+    try:
+        segments = check_segments(data, None)
+    except InputError as exc:
+        raise PromptsError(f"{where}: segments: {exc}") from None
+    return json.dumps([{"prompt": s.text, "seconds": s.seconds, "seed": s.seed}
+                       for s in segments])
 
 
 def _path(value, where) -> str:
@@ -200,10 +243,10 @@ def parse_prompts(text: str, name: str = "prompts", fmt: str | None = None,
             items.append(_item(raw, len(items), k + 1, where, d))
     elif fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or not {"prompt", "reference"} & {f.strip()
-                                                                   for f in reader.fieldnames}:
+        if not reader.fieldnames or not {"prompt", "reference", "segments"} & {
+                f.strip() for f in reader.fieldnames}:
             raise PromptsError(f"{name}, line 1: the CSV header needs a 'prompt' (or "
-                               "'reference') column")
+                               "'segments' or 'reference') column")
         reader.fieldnames = [f.strip() for f in reader.fieldnames]
         for raw in reader:
             where = f"{name}, line {reader.line_num}"

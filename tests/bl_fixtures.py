@@ -215,6 +215,23 @@ def snapshot():
     return snap
 
 
+def assert_one_undo_step(run, state):
+    """``run()`` (an operator call, FINISHED) is one undo step: undo puts ``state()`` back as
+    it was, redo makes it again. Returns ``state()`` after it."""
+    before = state()
+    bpy.ops.ed.undo_push(message="start")
+    bpy.ops.ed.undo_push(message="before")
+    assert run() == {"FINISHED"}
+    after = state()
+    assert after != before
+    bpy.ops.ed.undo_push(message="after")
+    bpy.ops.ed.undo()
+    assert state() == before
+    bpy.ops.ed.redo()
+    assert state() == after
+    return after
+
+
 def curve_keys(obj):
     chans = actions.channels_for(obj)
     return {(fc.data_path, fc.array_index): fcurve_io.key_frames(fc) for fc in chans.fcurves}
@@ -245,6 +262,11 @@ class FakeLayout:
     def operator(self, idname, **kwargs):
         self.log.append(("operator", idname))
         return type("Props", (), {})()
+
+    def template_list(self, listtype, list_id, data, propname, active_data, active_propname,
+                      **kwargs):
+        assert hasattr(data, propname) and hasattr(active_data, active_propname), propname
+        self.log.append(("list", propname))
 
     def operator_menu_enum(self, idname, prop, **kwargs):
         self.log.append(("menu", idname))

@@ -260,3 +260,24 @@ def test_malformed_prompts_file_names_the_line(env, tmp_path):
     assert r.returncode == 2
     assert "bad.csv, line 3: seconds must be a number, got 'fast'" in r.stderr
 
+
+def test_rows_of_segments_make_timelines(env, tmp_path):
+    """A row with segments (JSON in a CSV cell) is one action from that timeline; a row whose
+    segments are bad stops the file with its line, before anything is generated."""
+    segments = json.dumps([{"prompt": "a person walks forward", "seconds": 1.5, "seed": 1},
+                           {"prompt": "a person raises both arms", "seconds": 1, "seed": 2}])
+    cell = segments.replace('"', '""')
+    prompts = tmp_path / "shots.csv"
+    prompts.write_text(f'id,prompt,segments\nwalk,a person walks forward,\nshot,,"{cell}"\n')
+    out = tmp_path / "out"
+    r = run(env, prompts, out, "--seconds", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    data, files = comparable(out)
+    assert data["shot"]["status"] == "ok" and "shot/shot.bvh" in files
+    assert [s["frames"] for s in data["shot"]["segments"]] == [[1, 45], [46, 75]]
+    assert data["shot"]["frames"] == 75 and data["walk"]["frames"] == 30
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f'id,segments\nshot,"{cell}"\nempty,"[{{""prompt"": """", ""seconds"": 2}}]"\n')
+    r = run(env, bad, tmp_path / "out2")
+    assert r.returncode == 2 and not (tmp_path / "out2" / "manifest.json").exists()
+    assert "bad.csv, line 3: segments: Segment 1: The prompt is empty" in r.stderr

@@ -2,8 +2,6 @@
 """Generate Motion on real Blender (the bpy wheel) with a tiny sMDM model trained and exported
 in the test (``smdm_fixture``): sparse Bezier keys on the model's keyframes, seeds, undo,
 cancel, a target armature, and bad input leaving the file unchanged."""
-import shutil
-
 import numpy as np
 import pytest
 
@@ -150,18 +148,8 @@ def test_scene_frames_are_the_models_motion_at_the_scene_rate():
 
 def test_operator_is_one_undo_step():
     fx.reset()
-    before = datablocks()
-    bpy.ops.ed.undo_push(message="start")
-    bpy.ops.ed.undo_push(message="before generate")
-    assert bpy.ops.sparse_motion.generate_motion(prompt="a person walks forward", seconds=2,
-                                                 model=MODEL, steps=10) == {"FINISHED"}
-    after = datablocks()
-    assert after != before
-    bpy.ops.ed.undo_push(message="Generate Motion")
-    bpy.ops.ed.undo()
-    assert datablocks() == before
-    bpy.ops.ed.redo()
-    assert datablocks() == after
+    fx.assert_one_undo_step(lambda: bpy.ops.sparse_motion.generate_motion(
+        prompt="a person walks forward", seconds=2, model=MODEL, steps=10), datablocks)
 
 
 def test_cancelled_job_changes_nothing():
@@ -217,29 +205,11 @@ def test_bad_input_is_reported_and_changes_nothing(kwargs, words):
                                            ("corrupt", "checksum mismatch")])
 def test_broken_model_files_are_reported(addon, tmp_path, damage, words):
     fx.reset()
-    name = "smdm-broken-" + damage
-    pkg = addon / name
-    shutil.copytree(smdm_fixture.tiny_package(), pkg)
-    import json
-    m = json.loads((pkg / "manifest.json").read_text())
-    m["name"] = name
-    (pkg / "manifest.json").write_text(json.dumps(m))
-    onnx = pkg / "denoiser.onnx"
-    if damage == "missing":
-        onnx.unlink()
-    else:
-        data = bytearray(onnx.read_bytes())
-        data[1000:1064] = b"\1" * 64
-        onnx.write_bytes(bytes(data))
-    try:
-        registry.get_registry(refresh=True)
+    with smdm_fixture.broken_package(addon, damage) as name:
         before = datablocks()
         with pytest.raises(Exception, match=words):
             gen.generate(request(model=name))
         assert datablocks() == before
-    finally:
-        shutil.rmtree(pkg)
-        registry.get_registry(refresh=True)
 
 
 def test_panel_explains_why_generate_is_disabled():

@@ -68,10 +68,63 @@ def test_path_items_and_model_steps():
             pb.parse_prompts(bad, "p.csv")
 
 
+def test_segment_rows_are_timelines():
+    segs = [{"prompt": " a person walks ", "seconds": 4}, {"prompt": "a person waves",
+                                                           "seconds": "2.5", "seed": 9}]
+    cell = json.dumps(segs).replace('"', '""')
+    csv = f'id,segments,seed,keys\nshot,"{cell}",5,10\n,"{cell}",,\n'
+    a, b = pb.parse_prompts(csv, "p.csv", defaults=pb.Defaults(seed=20))
+    (c,) = pb.parse_prompts(json.dumps([{"id": "shot", "segments": segs, "seed": 5,
+                                         "keys": "10"}]), "p.json")
+    for it in (a, c):
+        assert (it.id, it.prompt, it.seed, it.seconds, it.keys, it.count) == (
+            "shot", "", 5, 6.5, "10", 1)
+        assert json.loads(it.segments) == [{"prompt": "a person walks", "seconds": 4.0,
+                                            "seed": None},
+                                           {"prompt": "a person waves", "seconds": 2.5,
+                                            "seed": 9}]
+    assert (b.id, b.seed) == ("0002-timeline-a-person-walks", 21)
+    assert a.to_dict()["segments"] == a.segments and not pb.parse_prompts(
+        "prompt\nwalk\n", "p.csv")[0].segments
+
+
+@pytest.mark.parametrize("segments, words", [
+    ('"[{\'prompt\': 1"', "p.csv, line 2: segments is not valid JSON"),
+    ('"{""prompt"": ""walk""}"', "line 2: segments must be a JSON list"),
+    ('"[{""prompt"": """", ""seconds"": 2}]"', "line 2: segments: Segment 1: The prompt is empty"),
+    ('"[{""prompt"": ""walk"", ""seconds"": 0}]"',
+     "line 2: segments: Segment 1 ('walk'): the length must be more than 0 seconds"),
+    ('"[{""prompt"": ""walk"", ""seconds"": -2}]"', "the length must be more than 0 seconds"),
+    ('"[{""prompt"": ""walk""}]"', "line 2: segments: Segment 1: A timeline segment needs "
+                                   "'seconds'"),
+    ('"[{""prompt"": ""walk"", ""seconds"": 2, ""seed"": ""x""}]"',
+     "Segment 1: the seed must be a whole number, got 'x'"),
+    ('"[' + ", ".join(['{""prompt"": ""walk"", ""seconds"": 1}'] * 200) + ']"',
+     "segments: The timeline has 200 segments; use at most 50"),
+    ('"[' + ", ".join(['{""prompt"": ""walk"", ""seconds"": 60}'] * 30) + ']"',
+     "segments: The timeline lasts 1800 s; keep it under 600 s (10 minutes)"),
+    ('"[]"', "segments: The timeline is empty"),
+])
+def test_bad_segment_rows_name_the_line(segments, words):
+    with pytest.raises(pb.PromptsError) as info:
+        pb.parse_prompts(f"id,segments\nx,{segments}\n", "p.csv")
+    assert words in str(info.value)
+    assert str(info.value).startswith("p.csv, line 2: ")
+
+
+def test_segment_rows_take_no_single_prompt_settings():
+    segs = json.dumps([{"prompt": "walk", "seconds": 2}])
+    for field in ("prompt", "seconds", "count", "steps", "guidance", "path", "reference"):
+        with pytest.raises(pb.PromptsError, match=f"item 1: a row with segments takes no "
+                                                  f"{field}"):
+            pb.parse_prompts(json.dumps([{"segments": segs, field: "2"}]), "p.json")
+
+
 @pytest.mark.parametrize("text, name, words", [
     ("prompt,seconds\nwalk,abc\n", "p.csv", "p.csv, line 2: seconds must be a number"),
     ("prompt,speed\nwalk,3\n", "p.csv", "p.csv, line 2: unknown column(s) speed"),
-    ("seconds\n4\n", "p.csv", "line 1: the CSV header needs a 'prompt' (or 'reference') column"),
+    ("seconds\n4\n", "p.csv",
+     "line 1: the CSV header needs a 'prompt' (or 'segments' or 'reference') column"),
     ("prompt\nwalk\n\"\"\n", "p.csv", None),  # an empty row is skipped
     ("prompt,seed\nwalk,1\n,2\n", "p.csv", "line 3: the prompt is empty"),
     ('[{"prompt": "walk"}, {"prompt": "run", "count": 40}]', "p.json",
