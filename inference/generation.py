@@ -9,9 +9,11 @@
 * :func:`vw_keyframes` — Visvalingam-Whyatt keyframes of generated features, for models that
   do not choose their own (the keyframe engine's ``vw``);
 * :class:`TextToMotionModel` — the base of the model classes (package, runtime settings,
-  text encoder, loaded state, release);
+  text encoder, loaded state, release); :class:`SampledModel` — its ``generate`` for models
+  that sample features and take Visvalingam-Whyatt keyframes (EMDM);
+* :func:`check_sampling` — guidance, result count and keyframe fraction checks;
 * :data:`KINDS` and :func:`open_model` — the text-to-motion package kinds and the model class
-  that runs each (sMDM, MotionLCM).
+  that runs each (sMDM, MotionLCM, KMM).
 """
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ from .package import ModelPackage
 from .runtime import DeviceChoice, RuntimeSettings, device_status
 from .text_encoder import TextEncoder
 
-__all__ = ["Generation", "TextToMotionModel", "KINDS", "MAX_PROMPT_CHARS", "check_prompt", "check_length",
-           "check_results", "feature_stats", "text_encoder_for", "vw_keyframes", "open_model",
-           "ModelGenerator"]
+__all__ = ["Generation", "TextToMotionModel", "SampledModel", "KINDS", "MAX_PROMPT_CHARS",
+           "check_prompt", "check_length", "check_results", "check_sampling", "feature_stats",
+           "text_encoder_for", "vw_keyframes", "open_model", "ModelGenerator"]
 
 #: Text-to-motion package kinds and the model class of each (module, class).
 KINDS = {
@@ -104,6 +106,16 @@ def check_length(frames: int, fps: float, min_seconds: float, max_seconds: float
 def check_results(results: int, max_results: int) -> None:
     if not 1 <= int(results) <= max_results:
         raise InputError(f"Number of results must be between 1 and {max_results}")
+
+
+def check_sampling(guidance: float, results: int, max_results: int, key_fraction: float) -> None:
+    """The checks every model makes of guidance (0..20), the number of results and the
+    keyframe fraction (0, 1] (InputError)."""
+    if not (np.isfinite(guidance) and 0.0 <= guidance <= 20.0):
+        raise InputError(f"Guidance must be between 0 and 20, got {guidance}")
+    check_results(results, max_results)
+    if not 0.0 < key_fraction <= 1.0:
+        raise InputError(f"Keyframe fraction must be in (0, 1], got {key_fraction}")
 
 
 # --------------------------------------------------------------------------- package parts
@@ -252,6 +264,60 @@ class TextToMotionModel:
     def name(self) -> str:
         pkg = self.package or self.load().package
         return pkg.label
+
+
+class SampledModel(TextToMotionModel):
+    """A text-to-motion model that samples normalised features and leaves the keyframes to
+    Visvalingam-Whyatt (:func:`vw_keyframes`). Subclasses implement ``_load``,
+    ``check_request(text, frames, steps, guidance, gamma, results, key_fraction)`` (returns
+    the cleaned prompt) and ``_sample(emb, frames, seed, steps, guidance, results, progress,
+    cancel)`` → normalised features ``(results, ≥ frames, D)``; this class resolves the
+    request, encodes the prompt and makes the :class:`Generation`."""
+
+    def generate(self, text: str, frames: int | None = None, seed: int = 0, *,
+                 seconds: float | None = None, steps: int | None = None,
+                 guidance: float | None = None, gamma: float | None = None, results: int = 1,
+                 key_fraction: float | None = None, foot_lock: bool = True, grounding=None,
+                 progress=None, cancel=None) -> Generation:
+        """Sample ``results`` motions of ``frames`` frames (or ``seconds``) for ``text``
+        (``gamma`` is sMDM's and ignored: the signature is the same for every model)."""
+        self.load()
+        frames, steps, guidance, key_fraction = self._request(frames, seconds, steps, guidance,
+                                                              key_fraction)
+        results = int(results)
+        text = self.check_request(text, frames, steps, guidance, 0.0, results, key_fraction)
+        timings = {}
+        with self._lock:
+            emb, understood, grounded = self._encode(text, seed, timings, grounding)
+            t0 = time.perf_counter()
+            xn = self._sample(emb, frames, int(seed), steps, guidance, results, progress, cancel)
+            timings["sampling"] = time.perf_counter() - t0
+        feats = (np.asarray(xn)[:, :frames] * self.std + self.mean).astype(np.float32)
+        t0 = time.perf_counter()
+        keys = [vw_keyframes(f, key_fraction) for f in feats]
+        timings["keyframes"] = time.perf_counter() - t0
+        return Generation(text=text, seed=int(seed), fps=self.fps, features=feats, keys=keys,
+                          steps=steps, guidance=guidance, gamma=0.0,
+                          model=f"{self.package.name} {self.package.version}", timings=timings,
+                          foot_lock=bool(foot_lock), understood_as=understood,
+                          grounded=grounded)
+
+    def _sample(self, emb, frames, seed, steps, guidance, results, progress, cancel):
+        raise NotImplementedError
+
+    @property
+    def max_seconds(self) -> float:
+        """The longest motion: the package's ``max_frames``."""
+        return self.load().config["max_frames"] / self.fps
+
+    def _check_text_and_length(self, text, frames, min_seconds: float) -> str:
+        """The cleaned prompt, after checking it and the length (at least ``min_seconds`` and
+        the package's ``min_frames``, at most :attr:`max_seconds`)."""
+        self.load()
+        text = check_prompt(text)
+        check_length(frames, self.fps, max(min_seconds, self.config["min_frames"] / self.fps),
+                     self.max_seconds)
+        return text
 
 
 # --------------------------------------------------------------------------- models by kind

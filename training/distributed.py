@@ -57,7 +57,7 @@ devimport.load()
 
 from sparse_motion.inference.runtime import resolve_torch_device  # noqa: E402
 
-__all__ = ["Context", "add_args", "setup", "world_from_env"]
+__all__ = ["Context", "add_args", "setup", "from_args", "world_from_env"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -168,6 +168,16 @@ class Context:
     def close(self) -> None:
         if self.distributed and self.torch.distributed.is_initialized():
             self.torch.distributed.destroy_process_group()
+
+
+def from_args(args, torch=None) -> Context:
+    """:func:`setup` from a script's ``--device``/``--no-amp`` (:func:`add_args`), after
+    ``torch.set_num_threads(args.threads)`` when the script has ``--threads`` and it is set."""
+    if torch is None:
+        import torch
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return setup(args.device, amp=not args.no_amp, torch=torch)
 
 
 def setup(device: str = "auto", *, amp: bool = True, torch=None) -> Context:

@@ -224,10 +224,13 @@ def _load_final(torch, work: Path, stage: str):
 # =========================================================================== the stages
 
 
-class Trainer:
-    """The four stages over one data set (``ts.TrainClips``) and caption embeddings."""
+class TrainerBase:
+    """What a trainer over one data set (``ts.TrainClips``) and caption embeddings sets up:
+    ``args``, ``torch``, ``data``, ``text_emb``, ``ctx`` (``args.device``/``args.no_amp``
+    when not given), ``dev``, ``log`` (quiet on ranks other than 0), ``work`` (made),
+    ``budget`` (``args.max_minutes``) and ``history``."""
 
-    def __init__(self, args, torch, data, text_emb, feat_mean, feat_std, log_fn=log, ctx=None):
+    def __init__(self, args, torch, data, text_emb, log_fn=log, ctx=None):
         self.args, self.torch, self.data, self.text_emb = args, torch, data, text_emb
         self.ctx = ctx or distributed.setup(getattr(args, "device", "cpu"),
                                             amp=not getattr(args, "no_amp", False), torch=torch)
@@ -235,6 +238,15 @@ class Trainer:
         self.log = log_fn if self.ctx.is_main else ts._quiet
         self.work = Path(args.work)
         self.work.mkdir(parents=True, exist_ok=True)
+        self.budget = Budget(args.max_minutes)
+        self.history = {}
+
+
+class Trainer(TrainerBase):
+    """The four stages over one data set (``ts.TrainClips``) and caption embeddings."""
+
+    def __init__(self, args, torch, data, text_emb, feat_mean, feat_std, log_fn=log, ctx=None):
+        super().__init__(args, torch, data, text_emb, log_fn, ctx)
         self.vcfg = net.VaeConfig(feature_dim=data.feats[False][0].shape[1], **args.vae)
         self.dcfg = net.DenoiserConfig(tokens=self.vcfg.tokens, latent_dim=self.vcfg.latent_dim,
                                        text_dim=text_emb.shape[1], **args.den)
@@ -244,8 +256,6 @@ class Trainer:
         self.feat_mean = torch.as_tensor(np.asarray(feat_mean, np.float32), device=self.dev)
         self.feat_std = torch.as_tensor(np.asarray(feat_std, np.float32), device=self.dev)
         self.layout = _feat.feature_layout()
-        self.budget = Budget(args.max_minutes)
-        self.history = {}
 
     # --- shared pieces -------------------------------------------------------------------
 
@@ -592,22 +602,29 @@ def write_package(out: Path, trainer: Trainer, paths: dict, feat_mean, feat_std,
 # =========================================================================== main
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    ap.add_argument("--stage", choices=STAGES + ("all",), default="all",
-                    help="train up to and including this stage (all: the four)")
+def add_run_args(ap) -> None:
+    """The options of a training run through :func:`run_stage`: ``--data``, ``--seed``,
+    ``--threads``, ``--device``/``--no-amp``, ``--max-minutes``, ``--resume`` and
+    ``--checkpoint-minutes``."""
     ap.add_argument("--data", default=str(ts.DEFAULT_DATA))
-    ap.add_argument("--work", default=None, help="checkpoints (build/motionlcm/<config>)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     distributed.add_args(ap)
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop (with a checkpoint) after this long; continue with --resume")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    ap.add_argument("--stage", choices=STAGES + ("all",), default="all",
+                    help="train up to and including this stage (all: the four)")
+    ap.add_argument("--work", default=None, help="checkpoints (build/motionlcm/<config>)")
+    add_run_args(ap)
     ap.add_argument("--stop-at", type=int, default=None,
                     help="stop every stage at this step (with a checkpoint), as if out of time")
-    ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
     ap.add_argument("--steps", type=int, nargs=4, default=None, metavar=("VAE", "TEACHER",
                     "DISTILL", "CONTROL"), help="override the steps of the four stages")
     ap.add_argument("--batch", type=int, default=None)
