@@ -13,7 +13,7 @@
   that sample features and take Visvalingam-Whyatt keyframes (EMDM);
 * :func:`check_sampling` — guidance, result count and keyframe fraction checks;
 * :data:`KINDS` and :func:`open_model` — the text-to-motion package kinds and the model class
-  that runs each (sMDM, MotionLCM, KMM).
+  that runs each (sMDM, MotionLCM, KMM, EMDM).
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ KINDS = {
     "smdm": ("smdm", "SmdmModel"),
     "motionlcm": ("motionlcm", "MotionLcmModel"),
     "kmm": ("kmm", "KmmModel"),
+    "emdm": ("emdm", "EmdmModel"),
 }
 MAX_PROMPT_CHARS = 1000
 
