@@ -399,7 +399,8 @@ def report(result) -> str:
                "before foot locking). Peak and area per window, averaged, × real motion's in "
                "windows at random frames of every clip; FlowMDM's Peak Jerk / AUJ of the mean "
                "curve, real motion's from as many random windows; interior: windows inside the "
-               "segments, ≥ 15 frames from a boundary.\n\n" + md(
+               f"segments, ≥ {result['settings']['half_window']} frames from a boundary.\n\n"
+               + md(
                    ["motion", "windows", "peak jerk", "× real", "area (m/s²)", "× real",
                     "FlowMDM PJ gen / real", "AUJ gen / real", "interior peak / area × real",
                     f"bar (≤ {BARS['jerk_x_real']:g}× real, < crossfade)"], lines))

@@ -140,3 +140,19 @@ def broken_package(models: Path, damage: str):
     finally:
         shutil.rmtree(pkg, ignore_errors=True)
         registry.get_registry(refresh=True)
+
+
+#: The tiny EMDM package (``training/tiny_emdm.py``: the GAN on the synthetic walks and arm
+#: raises, T = 10), cached like the others.
+EMDM_NAME = "emdm-tiny-test"
+EMDM_SOURCES = ["training/tiny_emdm.py", "training/train_emdm.py", "training/tiny_motionlcm.py",
+                "training/train_motionlcm.py", "training/tiny_smdm.py", "training/train_smdm.py",
+                "training/distributed.py", "inference/emdm_net.py",
+                "inference/motionlcm_net.py", "inference/smdm_net.py", "inference/smdm_core.py",
+                "motion/features.py", "motion/canonical.py", "inference/package.py",
+                "models/text-minilm-l6/manifest.json"]
+
+
+def tiny_emdm_package() -> Path:
+    """The folder ``build/test-models/<key>/emdm-tiny-test`` (built on first use)."""
+    return cached_package(EMDM_NAME, "training/tiny_emdm.py", EMDM_SOURCES)
