@@ -24,9 +24,12 @@ Parts (see ``docs/kmm.md``)::
                 in_proj -> x, z, B, C, dt; causal depthwise conv on x; dt = softplus(dt + b),
                 a_t = exp(-exp(A_log) dt_t); h_t = a_t h_{t-1} + dt_t x_t B_tᵀ, y_t = h_t C_t
                 + D x_t; y · silu(z) -> out_proj. Two exact forms of the same recurrence:
-                ``scan="sequential"`` (a loop over time: the reference) and
+                ``scan="sequential"`` (a loop over time: the reference),
                 ``scan="quadratic"`` (y = (L ∘ C Bᵀ)(dt x) with L_ts = exp(Σ_{s<r≤t} log a_r):
-                matrix products only, exported to ONNX with a dynamic length).
+                matrix products only) and ``scan="chunked"`` (Mamba-2's SSD: the quadratic
+                form inside chunks of 32 tokens, the states between chunks by the same form
+                over the chunks; linear in the length, no loop: what is exported to ONNX with
+                a dynamic length).
     Alignment   text MLP (the condition's own projection) and a motion head over the tokens'
                 code embeddings, symmetric InfoNCE with a learnable temperature.
 
@@ -47,6 +50,8 @@ __all__ = ["TokenizerConfig", "BackboneConfig", "build_tokenizer", "build_backbo
            "BACKBONE_INPUTS", "ENCODER_INPUTS", "DECODER_INPUTS"]
 
 DOWNSAMPLE = 4
+#: tokens per chunk of the chunked scan
+CHUNK = 32
 BACKBONE_INPUTS = ("ids", "layer", "text", "phase")
 ENCODER_INPUTS = ("x",)
 DECODER_INPUTS = ("z",)
@@ -84,7 +89,7 @@ class BackboneConfig(_Config):
     conv: int = 4
     mlp: int = 512
     dropout: float = 0.1
-    scan: str = "quadratic"   # or "sequential" (same weights, same result)
+    scan: str = "chunked"     # or "quadratic", "sequential" (same weights, same result)
 
 
 # =========================================================================== numpy maths
@@ -293,6 +298,8 @@ def _ssm(torch, cfg: BackboneConfig):
             xdt = xh * dt[..., None]                                 # (B, L, H, P)
             if self.scan == "sequential":
                 y = self._sequential(loga, xdt, Bm, Cm)
+            elif self.scan == "chunked":
+                y = self._chunked(loga, xdt, Bm, Cm)
             else:
                 y = self._quadratic(loga, xdt, Bm, Cm)
             y = y + xh * self.D[:, None]
@@ -310,6 +317,47 @@ def _ssm(torch, cfg: BackboneConfig):
             G = Cm @ Bm.transpose(1, 2)                              # (B, t, s)
             M = decay * G[:, None]                                   # (B, H, t, s)
             return (M @ xdt.transpose(1, 2)).transpose(1, 2)         # (B, L, H, P)
+
+        @staticmethod
+        def _chunked(loga, xdt, Bm, Cm, chunk: int = CHUNK):
+            """Mamba-2's chunked form (SSD): the quadratic form inside chunks of ``chunk``
+            tokens, the state carried between chunks by a quadratic form over the (few)
+            chunks — linear in the length, no loop. Padded at the end to whole chunks (padding
+            after the last token changes nothing before it: the scan is causal)."""
+            Bsz, L, H, P = xdt.shape
+            pad = (chunk - L % chunk) % chunk
+            loga = F.pad(loga, (0, 0, 0, pad))
+            xdt = F.pad(xdt, (0, 0, 0, 0, 0, pad))
+            Bm = F.pad(Bm, (0, 0, 0, pad))
+            Cm = F.pad(Cm, (0, 0, 0, pad))
+            nc = (L + pad) // chunk
+            A = loga.reshape(Bsz, nc, chunk, H).permute(0, 3, 1, 2)        # (b, h, c, l)
+            X = xdt.reshape(Bsz, nc, chunk, H, P)
+            Bc = Bm.reshape(Bsz, nc, chunk, -1)
+            Cc = Cm.reshape(Bsz, nc, chunk, -1)
+            cs = torch.cumsum(A, dim=-1)                                    # (b, h, c, l)
+            idx = torch.arange(chunk, device=A.device)
+            causal = idx[:, None] >= idx[None, :]
+            diff = cs[..., :, None] - cs[..., None, :]                      # (b, h, c, l, s)
+            Ld = torch.exp(torch.where(causal, diff, torch.full_like(diff, -1e4)))
+            G = Cc @ Bc.transpose(2, 3)                                     # (b, c, l, s)
+            M = Ld * G[:, None]                                             # (b, h, c, l, s)
+            y_diag = M @ X.permute(0, 3, 1, 2, 4)                           # (b, h, c, l, p)
+            # each chunk's final state: sum_s exp(cs_last - cs_s) x_s B_s^T -> (b, h, c, p, n)
+            w = torch.exp(cs[..., -1:] - cs)                                # (b, h, c, l)
+            Xw = X.permute(0, 3, 1, 2, 4) * w[..., None]                    # (b, h, c, l, p)
+            states = Xw.transpose(-1, -2) @ Bc[:, None]                     # (b, h, c, p, n)
+            # state entering chunk k: sum_{j<k} exp(S_{k-1} - S_j) states_j, S = chunk sums
+            S = torch.cumsum(cs[..., -1], dim=-1)                           # (b, h, c)
+            ci = torch.arange(nc, device=A.device)
+            before = ci[:, None] > ci[None, :]
+            dS = (S[..., :, None] - cs[..., :, -1][..., :, None]) - S[..., None, :]
+            Dc = torch.exp(torch.where(before, dS, torch.full_like(dS, -1e4)))  # (b, h, k, j)
+            h_in = (Dc @ states.flatten(-2)).reshape(states.shape)          # (b, h, c, p, n)
+            # its contribution inside chunk k: exp(cs_t) C_t . h_in
+            y_off = (Cc[:, None] @ h_in.transpose(-1, -2)) * torch.exp(cs)[..., None]
+            y = (y_diag + y_off).permute(0, 2, 3, 1, 4).reshape(Bsz, nc * chunk, H, P)
+            return y[:, :L]
 
         @staticmethod
         def _sequential(loga, xdt, Bm, Cm):

@@ -99,6 +99,10 @@ class SmdmModel(_gen.TextToMotionModel):
 
     # --- checks ----------------------------------------------------------------------------
 
+    @property
+    def max_seconds(self) -> float:
+        return MAX_SECONDS
+
     def check_request(self, text, frames, steps, guidance, gamma, results, key_fraction) -> str:
         """Raise InputError for anything the animator must change; returns the cleaned prompt."""
         text = _gen.check_prompt(text)

@@ -191,6 +191,13 @@ def crossfade_features(model, segments, seeds, *, overlap: int = OVERLAP, progre
     those frames in feature space. Returns raw features ``(N, 257)``."""
     fps = model.fps
     ranges = segment_ranges(segments, fps)
+    limit = float(getattr(model, "max_seconds", MAX_SEGMENT_SECONDS))
+    for i, (seg, (a, b)) in enumerate(zip(segments, ranges)):
+        if (b - a + (overlap if i + 1 < len(segments) else 0)) / fps > limit + 1e-9:
+            raise InputError(f"Segment {i + 1} ('{seg.text[:40]}') lasts {seg.seconds:g} s; "
+                             f"{model.name} makes segments of at most "
+                             f"{max(limit - overlap / fps, 0):g} s in a timeline: split it, or "
+                             "choose a long-motion model (KMM)")
     N = ranges[-1][1]
     out = None
     for i, (seg, (a, b)) in enumerate(zip(segments, ranges)):

@@ -202,3 +202,16 @@ def test_a_model_with_its_own_long_sampler_is_asked_for_the_whole_timeline(model
     assert r.state == {"asked": 2}
     assert np.array_equal(r.quats[:70], t.quats[:70])
     assert tl.generate(m, SEGMENTS, method="crossfade").method == "crossfade"
+
+
+def test_crossfade_refuses_a_segment_longer_than_the_model_makes_before_generating():
+    import smdm_fixture
+    from sparse_motion.inference.smdm import SmdmModel
+
+    model = SmdmModel(smdm_fixture.tiny_package()).load()
+    calls = []
+    real = model.generate
+    model.generate = lambda *a, **k: calls.append(a) or real(*a, **k)
+    with pytest.raises(InputError, match=r"Segment 2 .*lasts 24 s.*at most 19\.5 s"):
+        tl.generate(model, [("a person walks forward", 3), ("a person raises both arms", 24)])
+    assert calls == []  # refused before the first segment was made
