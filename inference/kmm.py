@@ -32,16 +32,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import Cancelled, InputError
-from ..motion import features as _feat
 from . import generation as _gen
 from . import kmm_net as _net
 from .errors import ModelPackageError
-from .generation import Generation
 from .package import ModelPackage, describe_errors, load_package
 from .runtime import RuntimeSettings
 from .text_encoder import TextEncoder
@@ -86,7 +83,7 @@ def _torch_part(module, state: dict, label: str):
     return module
 
 
-class KmmModel(_gen.TextToMotionModel):
+class KmmModel(_gen.SampledModel):
     """A KMM package ready to sample. Thread-safe: one generation at a time."""
 
     def __init__(self, package: ModelPackage | str | Path, *, settings: RuntimeSettings | None = None,
@@ -198,36 +195,12 @@ class KmmModel(_gen.TextToMotionModel):
 
     # --- sampling --------------------------------------------------------------------------
 
-    def generate(self, text: str, frames: int | None = None, seed: int = 0, *,
-                 seconds: float | None = None, steps: int | None = None,
-                 guidance: float | None = None, gamma: float | None = None, results: int = 1,
-                 key_fraction: float | None = None, foot_lock: bool = True, grounding=None,
-                 progress: Callable[[float, str], None] | None = None,
-                 cancel: Callable[[], bool] | None = None) -> Generation:
-        """Sample ``results`` motions of ``frames`` frames (or ``seconds``) for ``text``."""
-        self.load()
-        frames, steps, guidance, key_fraction = self._request(frames, seconds, steps, guidance,
-                                                              key_fraction)
-        results = int(results)
-        text = self.check_request(text, frames, steps, guidance, 0.0, results, key_fraction)
-        timings = {}
-        with self._lock:
-            emb, understood, grounded = self._encode(text, seed, timings, grounding)
-            t0 = time.perf_counter()
-            L = self._tokens(frames)
-            x = np.stack([
-                self._sample([emb], [(0, L)], [[int(seed), r]], steps, guidance, progress,
-                             cancel)[0] for r in range(results)])
-            timings["sampling"] = time.perf_counter() - t0
-        feats = (x[:, :frames] * self.std + self.mean).astype(np.float32)
-        t0 = time.perf_counter()
-        keys = [_gen.vw_keyframes(f, key_fraction) for f in feats]
-        timings["keyframes"] = time.perf_counter() - t0
-        return Generation(text=text, seed=int(seed), fps=self.fps, features=feats, keys=keys,
-                          steps=steps, guidance=guidance, gamma=0.0,
-                          model=f"{self.package.name} {self.package.version}", timings=timings,
-                          foot_lock=bool(foot_lock), understood_as=understood,
-                          grounded=grounded)
+    def _sample(self, emb, frames, seed, steps, guidance, results, progress, cancel):
+        """Normalised features ``(results, 4·ceil(frames/4), D)`` (``SampledModel.generate``
+        makes the Generation): one sequence per result, result r drawing from [seed, r]."""
+        L = self._tokens(frames)
+        return np.stack([self._sequence([emb], [(0, L)], [[int(seed), r]], steps, guidance,
+                                        progress, cancel)[0] for r in range(int(results))])
 
     def timeline_features(self, texts, lengths, seeds, *, hold=None, regenerate=None,
                           steps: int | None = None, guidance: float | None = None,
@@ -259,16 +232,16 @@ class KmmModel(_gen.TextToMotionModel):
                 fixed = np.ones(L, bool)
                 fixed[a:b] = False
                 fixed = (fixed, ids_old)
-            x, ids = self._sample(embs, ranges, [[int(s), 0] for s in seeds], steps, guidance,
-                                  progress, cancel, fixed=fixed, return_ids=True)
+            x, ids = self._sequence(embs, ranges, [[int(s), 0] for s in seeds], steps, guidance,
+                                    progress, cancel, fixed=fixed, return_ids=True)
         feats = (x[0, :N] * self.std + self.mean).astype(np.float32)
         return feats, {"kmm_ids": ids[0], "token_ranges": ranges}
 
     def _tokens(self, frames: int) -> int:
         return max(2, -(-int(frames) // _net.DOWNSAMPLE))
 
-    def _sample(self, embs, ranges, seeds, steps, guidance, progress, cancel, fixed=None,
-                return_ids=False):
+    def _sequence(self, embs, ranges, seeds, steps, guidance, progress, cancel, fixed=None,
+                  return_ids=False):
         """Normalised features ``(1, 4L, D)`` of one sequence of ``L`` tokens whose segments
         ``ranges`` (token index ranges) carry ``embs`` and draw from ``seeds``; ``fixed``:
         ``(mask (L,), ids (L, Q))`` tokens kept as they are."""

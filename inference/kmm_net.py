@@ -41,9 +41,11 @@ score Γ_i = d_i · S_i; training masks the top-Γ tokens.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+from .motionlcm_net import _Config  # to_dict / from_dict of the config dataclasses
 
 __all__ = ["TokenizerConfig", "BackboneConfig", "build_tokenizer", "build_backbone",
            "build_tokenizer_parts", "keyframe_scores", "mask_schedule", "DOWNSAMPLE",
@@ -55,15 +57,6 @@ CHUNK = 32
 BACKBONE_INPUTS = ("ids", "layer", "text", "phase")
 ENCODER_INPUTS = ("x",)
 DECODER_INPUTS = ("z",)
-
-
-class _Config:
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass

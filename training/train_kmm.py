@@ -371,37 +371,23 @@ def parity(torch, tokenizer, backbone, paths: dict, seed: int = 0) -> float:
 def write_package(out: Path, trainer: Trainer, paths: dict, feat_mean, feat_std, te_manifest, *,
                   name, version, description, training: dict, data_licence=True, default=True,
                   metrics=None, grounding: dict | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    for fname, src in paths.items():
-        if Path(src).resolve() != (out / fname).resolve():
-            (out / fname).write_bytes(Path(src).read_bytes())
-    np.savez(out / "stats.npz", mean=np.asarray(feat_mean, np.float32),
-             std=np.asarray(feat_std, np.float32))
+    """``out``: the two ONNX files, ``codebooks.npz``, ``stats.npz`` and the manifest (the
+    fields every package shares from ``train_smdm.package_manifest``)."""
+    ts.package_files(out, paths, feat_mean, feat_std)
     np.savez(out / "codebooks.npz",
              codebooks=trainer.tokenizer.rvq.codebooks.detach().numpy().astype(np.float32))
-    data = []
-    if data_licence:
-        data.append({"name": "Bandai Namco Research Motion Dataset", "license": "CC-BY-NC-4.0",
-                     "commercial_use": False, "attribution": _ds.CREDIT})
     a = trainer.args
-    manifest = {
-        "format_version": 1, "name": name, "kind": KIND, "version": version, "default": default,
-        "description": description, "commercial_use": not data_licence,
-        "skeleton": "bandai-21", "fps": 20,
-        "representation": {"name": "humanml3d-257", "feature_dim": trainer.tcfg.feature_dim},
-        "stats": "stats.npz",
-        "text_encoder": {"name": te_manifest["name"], "version": te_manifest["version"],
-                         "model_sha256": te_manifest["files"]["model.onnx"]["sha256"]},
-        "model": {"tokenizer": trainer.tcfg.to_dict(),
-                  "backbone": {**trainer.ncfg.to_dict(), "scan": "chunked"},
-                  "downsample": net.DOWNSAMPLE, "steps": a.decode_steps,
-                  "guidance": a.guidance, "temperature": 1.0, "top_k": 0.9,
-                  "key_fraction": 0.2, "min_frames": 8, "max_frames": 2400,
-                  "masking": a.masking, "align": a.align,
-                  **({"grounding": dict(grounding)} if grounding else {})},
-        "training": {"data": data, **training},
-        "metrics": metrics or {},
-    }
+    model = {"tokenizer": trainer.tcfg.to_dict(),
+             "backbone": {**trainer.ncfg.to_dict(), "scan": "chunked"},
+             "downsample": net.DOWNSAMPLE, "steps": a.decode_steps,
+             "guidance": a.guidance, "temperature": 1.0, "top_k": 0.9,
+             "key_fraction": 0.2, "min_frames": 8, "max_frames": 2400,
+             "masking": a.masking, "align": a.align,
+             **({"grounding": dict(grounding)} if grounding else {})}
+    manifest = ts.package_manifest(KIND, name=name, version=version, description=description,
+                                   default=default, data_licence=data_licence,
+                                   feature_dim=trainer.tcfg.feature_dim, te_manifest=te_manifest,
+                                   model=model, training=training, metrics=metrics)
     files = {"decoder.onnx": {"purpose": "tokenizer decoder: summed code latents -> normalised "
                                          "features (4 frames a token)"},
              "backbone.onnx": {"purpose": "masked bidirectional Mamba: token ids, layer, "
