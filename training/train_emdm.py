@@ -53,7 +53,7 @@ batch; bf16 autocast unless ``--no-amp``)::
 The real model on 2 CPU cores (``--config cpu``, ≤ 3 h; ``docs/emdm.md`` has the measured
 seconds per step: ``--time-steps 20`` times it without training)::
 
-    nohup .venv-train/bin/python training/train_emdm.py --config cpu --seed 0 --threads 2 \\
+    nohup .venv-train/bin/python training/train_emdm.py --config cpu --seed 0 --threads 1 \\
         --resume --snapshot-every 500 --export build/emdm/cpu-package > build/emdm/train.log 2>&1 &
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ CONFIGS = {
     # 2 CPU cores, <= 3 h; the generator sized for 10 s of motion at 10 steps in <= 0.2 s
     "cpu": dict(gen=dict(width=128, layers=4, heads=4, ff=256, dropout=0.1),
                 disc=dict(width=128, layers=2, heads=4, ff=256),
-                batch=32, max_frames=200, steps=3000, lr=2e-4, lr_d=1e-4),
+                batch=32, max_frames=200, steps=10000, lr=2e-4, lr_d=1e-4),
     # one GPU or several: sMDM default's denoiser sizes (--init-from its denoiser.pt)
     "gpu": dict(gen=dict(width=256, layers=4, heads=4, ff=1024, dropout=0.1),
                 disc=dict(width=256, layers=3, heads=4, ff=512),
@@ -339,8 +339,9 @@ def init_from(torch, gen, path, log_fn=log) -> int:
 
 
 def time_steps(trainer: Trainer, n: int, log_fn=log) -> dict:
-    """Seconds per training step (median over ``n`` steps after a warm-up step) on real
-    batches, and the hours of the configured run; throw-away weights in a temporary folder."""
+    """Seconds per training step (mean and median over ``n`` steps after a warm-up step; the
+    length varies per batch) on real batches, and the hours of the configured run (from the
+    mean); throw-away weights in a temporary folder."""
     args = trainer.args
     saved = (args.work, dict(args.stage_steps), args.resume, args.log_every, args.snapshot_every,
              trainer.log, trainer.work)
@@ -353,11 +354,13 @@ def time_steps(trainer: Trainer, n: int, log_fn=log) -> dict:
         trainer.train()
     (args.work, args.stage_steps, args.resume, args.log_every, args.snapshot_every, trainer.log,
      trainer.work) = saved
-    per = float(np.median(np.diff(stamps)))
+    d = np.diff(stamps)
+    per, med = float(np.mean(d)), float(np.median(d))
     hours = per * args.stage_steps[STAGE] / 3600
-    log_fn(f"{per:.3f} s/step (batch {args.batch}, max {args.max_frames} frames, "
-           f"T = {args.steps_t}); {args.stage_steps[STAGE]} steps: {hours:.2f} h")
-    return {"seconds_per_step": per, "hours": hours}
+    log_fn(f"{per:.3f} s/step mean, {med:.3f} median, over {len(d)} steps (batch {args.batch}, "
+           f"lengths drawn up to {args.max_frames} frames, T = {args.steps_t}); "
+           f"{args.stage_steps[STAGE]} steps: {hours:.2f} h")
+    return {"seconds_per_step": per, "median": med, "hours": hours}
 
 
 # =========================================================================== export
