@@ -138,10 +138,11 @@ GENERATE_FIELDS = tuple(generate_props())
 
 def draw_generate_options(layout, owner, prefix=""):
     """Everything but the prompt, the target and the path (``prefix``: "gen_" for the scene
-    settings); the model's own options only (MotionLCM: its steps; sMDM: guidance, steps)."""
-    lcm = selected_model_kind(owner, prefix) == "motionlcm"
-    for name in ("seconds", "seed", "results", "model",
-                 *(("lcm_steps",) if lcm else ("guidance", "steps"))):
+    settings); the model's own options only (MotionLCM: its steps; sMDM: guidance, steps; KMM
+    and EMDM: none, their package's defaults)."""
+    kind = selected_model_kind(owner, prefix)
+    own = {"motionlcm": ("lcm_steps",), "smdm": ("guidance", "steps")}.get(kind, ())
+    for name in ("seconds", "seed", "results", "model", *own):
         layout.prop(owner, prefix + name)
     draw_key_options(layout, owner, prefix)
 

@@ -201,11 +201,14 @@ def model_kind(model) -> str:
 
 def model_options(model, req: GenerateRequest) -> dict:
     """The options the model of ``req`` takes: ``steps``, ``guidance``, ``gamma`` (sMDM's from
-    the request; MotionLCM: ``lcm_steps`` and its package's guidance)."""
-    if model_kind(model) == PATH_KIND:
-        return {"steps": int(req.lcm_steps), "guidance": float(model.load().config["guidance"]),
-                "gamma": 0.0}
-    return {"steps": int(req.steps), "guidance": float(req.guidance), "gamma": float(req.gamma)}
+    the request; MotionLCM: ``lcm_steps`` and its package's guidance; the other kinds (KMM,
+    EMDM): their package's own steps and guidance — sMDM's settings mean nothing to them)."""
+    kind = model_kind(model)
+    if kind == "smdm":
+        return {"steps": int(req.steps), "guidance": float(req.guidance), "gamma": float(req.gamma)}
+    cfg = model.load().config
+    steps = int(req.lcm_steps) if kind == PATH_KIND else int(cfg["steps"])
+    return {"steps": steps, "guidance": float(cfg["guidance"]), "gamma": 0.0}
 
 
 def path_placement(target, mapping=None):

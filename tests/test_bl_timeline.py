@@ -31,7 +31,8 @@ FRAMES = [[1, 60], [61, 105], [106, 165]]
 @pytest.fixture(scope="module", autouse=True)
 def addon(tmp_path_factory):
     with fx.addon_with_models(tmp_path_factory.mktemp("models"),
-                              [smdm_fixture.tiny_package()]) as models:
+                              [smdm_fixture.tiny_package(),
+                               smdm_fixture.tiny_kmm_package()]) as models:
         yield models
 
 
@@ -187,6 +188,43 @@ def test_rebuilt_timeline_regenerates_as_the_one_kept_in_memory():
             assert np.array_equal(kept[key][p], rebuilt[key][p]), (key, p)
     names = sorted(m.name for m in bpy.context.scene.timeline_markers)
     assert names.count("3: a person raises both arms") == 2  # renamed with its new prompt
+
+
+def test_kmm_timeline_is_one_sequence_and_regenerates_keeping_the_others():
+    """With the long-motion model (KMM: one token sequence, regeneration keeps the other
+    segments' tokens as context): the same guarantees, also after the timeline was rebuilt."""
+    scene_at(30)
+    res = tl.generate_timeline(tl.TimelineRequest(segments=SEGMENTS, model=smdm_fixture.KMM_NAME))
+    obj = res.obj
+    record = tl.read_record(actions.channels_for(obj).action)
+    assert record["model"].startswith(smdm_fixture.KMM_NAME)
+    assert_continuous(obj, FRAMES)
+    before = keys_of(obj)
+    tl.forget()  # rebuilt from the record first: the same tokens, then the segment anew
+    tl.regenerate_segment(obj, 1, seed=11)
+    after = keys_of(obj)
+    lo, hi = FRAMES[1]
+    for key, old in before.items():
+        for p in old:
+            assert np.array_equal(split(old, lo, hi)[0][p], split(after[key], lo, hi)[0][p])
+    assert_continuous(obj, FRAMES)
+
+
+def test_generate_motion_with_kmm_uses_its_own_steps():
+    """Generate Motion with a KMM model: sMDM's steps (50) and guidance are not KMM's; its
+    package's own are used (the panel shows neither)."""
+    scene_at(30)
+    before = set(bpy.data.actions)
+    assert bpy.ops.sparse_motion.generate_motion(prompt="a person walks forward", seconds=2,
+                                                 seed=1, model=smdm_fixture.KMM_NAME,
+                                                 steps=50) == {"FINISHED"}
+    (action,) = set(bpy.data.actions) - before
+    from sparse_motion.blender import generate as bgen
+
+    model = bgen.get_model(smdm_fixture.KMM_NAME)
+    opts = bgen.model_options(model, bgen.GenerateRequest(prompt="x", steps=50, guidance=9.0))
+    assert opts["steps"] == model.config["steps"] != 50
+    assert opts["guidance"] == model.config["guidance"] != 9.0
 
 
 def test_timeline_onto_a_target_rig_and_regenerate():
