@@ -369,7 +369,7 @@ def parity(torch, tokenizer, backbone, paths: dict, seed: int = 0) -> float:
 
 def write_package(out: Path, trainer: Trainer, paths: dict, feat_mean, feat_std, te_manifest, *,
                   name, version, description, training: dict, data_licence=True, default=True,
-                  metrics=None, grounding: dict | None = None) -> dict:
+                  metrics=None, grounding: dict | None = None, labels: dict | None = None) -> dict:
     """``out``: the two ONNX files, ``codebooks.npz``, ``stats.npz`` and the manifest (the
     fields every package shares from ``train_smdm.package_manifest``)."""
     ts.package_files(out, paths, feat_mean, feat_std)
@@ -387,6 +387,8 @@ def write_package(out: Path, trainer: Trainer, paths: dict, feat_mean, feat_std,
                                    default=default, data_licence=data_licence,
                                    feature_dim=trainer.tcfg.feature_dim, te_manifest=te_manifest,
                                    model=model, training=training, metrics=metrics)
+    if labels:
+        manifest["labels"] = labels
     files = {"decoder.onnx": {"purpose": "tokenizer decoder: summed code latents -> normalised "
                                          "features (4 frames a token)"},
              "backbone.onnx": {"purpose": "masked bidirectional Mamba: token ids, layer, "
@@ -470,7 +472,7 @@ def load_data(args, log_fn=log):
 
 def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence=True,
            dataset_version=None, data_meta=None, command=None, description=None, default=True,
-           log_fn=log) -> dict:
+           labels=None, log_fn=log) -> dict:
     """Export, check parity and write the package ``args.export``. ``data_meta``: training
     fields replacing the dataset's (e.g. synthetic data); ``command``: the reproducing command
     (default: this script's)."""
@@ -502,7 +504,7 @@ def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence
     m = write_package(Path(args.export), trainer, paths, feat_mean, feat_std, te_manifest,
                       name=args.name, version=args.version, description=desc, training=training,
                       data_licence=data_licence, default=default,
-                      grounding=ts.grounding_setting(args))
+                      grounding=ts.grounding_setting(args), labels=labels)
     log_fn(f"package written: {args.export} "
            f"({sum(f['size'] for f in m['files'].values()) / 1e6:.1f} MB)")
     return m
@@ -525,7 +527,8 @@ def main(argv=None):
     log(f"training {'done' if done else 'stopped'} in {(time.time() - t0) / 60:.1f} min")
     if not done or not args.export or args.stage != "masked":
         return 0
-    export(trainer, args, torch, ds.mean, ds.std, argv, dataset_version=ds.meta["version"])
+    export(trainer, args, torch, ds.mean, ds.std, argv, dataset_version=ds.meta["version"],
+           labels=ts.train_labels(ds))
     return 0
 
 

@@ -423,6 +423,19 @@ def bandai_data() -> dict:
             "attribution": "Bandai Namco Research Motion Dataset, Bandai Namco Research Inc."}
 
 
+def train_labels(ds, split: str = "train") -> dict:
+    """The manifest's ``labels``: the contents (mirrored ones too) and styles of the clips a
+    model was trained on, so that 'Understood as' and grounding answer only what it learned
+    (``inference.understand.known_labels``)."""
+    contents, styles = set(), set()
+    for i in ds.indices(split):
+        i = int(i)
+        contents.update((ds.content(i, False), ds.content(i, True)))
+        styles.add(ds.clips[i]["style"])
+    return {"content": sorted(contents), "style": sorted(styles),
+            "note": "the contents and styles of the training clips (and mirror images)"}
+
+
 def package_manifest(kind: str, *, name, version, description, default, data_licence: bool,
                      feature_dim: int, te_manifest: dict, model: dict, training: dict,
                      metrics: dict | None = None, files: dict | None = None) -> dict:

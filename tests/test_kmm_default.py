@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shipped KMM package (never retrained in CI): intact, non-commercial like its data, a
+choice beside sMDM (which stays the default), and it follows prompts — alone and as a
+timeline."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparse_motion.inference import generation, registry
+from sparse_motion.inference import timeline as tl
+from sparse_motion.inference.kmm import KmmModel
+from sparse_motion.inference.package import load_package
+from sparse_motion.inference.runtime import RuntimeSettings
+from sparse_motion.motion import canonical as canon
+
+PKG = Path(__file__).resolve().parents[1] / "models" / "kmm-default"
+NAMES = canon.SKELETON.names
+
+
+@pytest.fixture(scope="module")
+def model():
+    return KmmModel(PKG, settings=RuntimeSettings(threads=2)).load()
+
+
+def test_package_is_intact_non_commercial_and_not_the_generate_default():
+    pkg = load_package(PKG, kind="kmm")
+    pkg.verify()
+    assert sum(f.size for f in pkg.files.values()) < 30e6
+    assert not pkg.commercial_use and "CC-BY-NC-4.0" in str(pkg.training["data"])
+    assert pkg.manifest["training"]["command"].startswith(
+        ".venv-train/bin/python training/train_kmm.py")
+    assert "dance-long" not in pkg.manifest["labels"]["content"]  # no clip of it was seen
+    reg = registry.Registry().scan()
+    assert reg.default("kmm").name == "kmm-default"
+    assert reg.default(tuple(generation.KINDS)).name == "smdm-default"
+
+
+def _travel(q, x):
+    return float(np.linalg.norm(x[-1, [0, 2]] - x[0, [0, 2]]))
+
+
+def _hands_over_head(q, x):
+    p = canon.canonical_forward_kinematics(q, x)
+    head = p[:, NAMES.index("Head"), 1]
+    hands = np.maximum(p[:, NAMES.index("Hand_L"), 1], p[:, NAMES.index("Hand_R"), 1])
+    return float(np.mean(hands > head))
+
+
+def test_walks_travel_and_hand_raises_stay(model):
+    walk = [_travel(*model.generate("A person walks forward.", seconds=5, seed=s).motion(0))
+            for s in range(3)]
+    raise_ = [model.generate("A person raises both hands.", seconds=5, seed=s).motion(0)
+              for s in range(3)]
+    assert np.median(walk) > 90, walk
+    assert np.median([_travel(*m) for m in raise_]) < 60
+    assert np.median([_hands_over_head(*m) for m in raise_]) > 0.1
+
+
+def test_a_timeline_walks_then_waves_in_one_motion(model):
+    T = tl.generate(model, [("a person walks forward", 5), ("a person waves both hands", 4)],
+                    seed=0)
+    assert T.method == "native" and T.frames == 180
+    (a0, b0), (a1, b1) = T.ranges
+    first = np.linalg.norm(T.root[b0 - 1, [0, 2]] - T.root[a0, [0, 2]])
+    second = np.linalg.norm(T.root[b1 - 1, [0, 2]] - T.root[a1, [0, 2]])
+    assert first > 90 and second < first / 2, (first, second)
+    step = np.linalg.norm(np.diff(T.root, axis=0), axis=1)
+    assert step[b0 - 1] < 20  # cm per frame at the boundary: no jump
