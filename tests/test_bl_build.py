@@ -73,7 +73,9 @@ def test_build_without_wheels(built):
             "models/text-minilm-l6/model.onnx"} <= names
     assert not any(n.startswith(("tests/", "tools/", "training/", ".venv", "wheels/", "dist/"))
                    for n in names)
-    assert built.stat().st_size < 40e6
+    # the shipped models, zipped: text encoder 23 MB, sMDM 22 MB, KMM 28 MB, classifiers and
+    # evaluator 7 MB (no wheels here): 63 MB
+    assert built.stat().st_size < 70e6
 
 
 def test_installed_zip_uses_the_user_models_folder(built, tmp_path):
@@ -122,7 +124,7 @@ def test_enum_items_work_in_an_enum_property():
         model: bpy.props.EnumProperty(
             items=lambda self, context: registry.enum_items("text-encoder", reg))
         missing: bpy.props.EnumProperty(
-            items=lambda self, context: registry.enum_items("kmm", reg))
+            items=lambda self, context: registry.enum_items("no-such-kind", reg))
 
     bpy.utils.register_class(SPARSEMOTION_PG_enum_test)
     try:
