@@ -349,7 +349,7 @@ def regenerate(model, timeline: Timeline, index: int, *, seed: int | None = None
     wq = q_new[lo: hi + 1].copy()
     wx = x_new[lo: hi + 1].copy()
     held = [k for k in (lo, hi) if k < a or k >= b]
-    if held:
+    if held:  # none for a timeline of one segment: the new motion as it comes
         known_q = wq.copy()
         known_x = wx.copy()
         rows = [k - lo for k in held]
@@ -357,8 +357,6 @@ def regenerate(model, timeline: Timeline, index: int, *, seed: int | None = None
         known_x[rows] = timeline.root[held]
         wq, wx = inbetween.blend_to_keys(
             wq, wx, inbetween.Keyframes.full(known_q, known_x, rows))
-    if not held:  # a timeline of one segment: nothing held, the new motion as it comes
-        pass
     q = np.array(timeline.quats, dtype=np.float64)
     x = np.array(timeline.root, dtype=np.float64)
     q[a:b] = wq[a - lo: a - lo + (b - a)]
