@@ -284,7 +284,11 @@ def resolve_device(device: str = "AUTO") -> DeviceChoice:
 def select_providers(device: str = "AUTO") -> tuple[list, str | None]:
     """(onnxruntime providers for ``device``, a note when a CUDA request cannot be met).
     The CPU is always last, as the fallback."""
-    choice = resolve_device(device)
+    return _providers_for(resolve_device(device))
+
+
+def _providers_for(choice: DeviceChoice) -> tuple[list, str | None]:
+    """:func:`select_providers` of a device already resolved."""
     if choice.device == "CUDA":
         return [(CUDA_PROVIDER, dict(CUDA_OPTIONS)), CPU_PROVIDER], None
     return [CPU_PROVIDER], (choice.reason if choice.fallback else None)
@@ -394,7 +398,7 @@ def get_session(path: str | os.PathLike, settings: RuntimeSettings | None = None
         chosen, fallback = list(providers), False
     else:
         choice = resolve_device(settings.device)
-        chosen, _ = select_providers(settings.device)
+        chosen, _ = _providers_for(choice)
         fallback = _provider_names(chosen) != (CPU_PROVIDER,)
     threads = settings.resolved_threads
     cfg = {str(k): str(v) for k, v in (config or {}).items()}
