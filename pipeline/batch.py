@@ -138,7 +138,7 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
     item = BatchItem(
         index=index, line=line, id="", prompt=prompt,
         seconds=_number(seconds, float, where, "seconds") if seconds is not None
-        else (0.0 if reference else sum(s["seconds"] for s in json.loads(segments))
+        else (0.0 if reference else sum(s["seconds"] for s in segments)
               if segments else d.seconds),
         seed=_number(seed, int, where, "seed") if seed is not None else d.seed + index,
         model=str(get("model") or d.model), count=_number(count, int, where, "count")
@@ -151,7 +151,7 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
         reference=reference,
         method=str(get("method") or "motiondreamer").strip().lower(),
         novelty=_number(get("novelty"), float, where, "novelty") if get("novelty") is not None
-        else 0.5, segments=segments)
+        else 0.5, segments=json.dumps(segments) if segments else "")
     if item.method not in VARIATION_METHODS:
         raise PromptsError(f"{where}: method must be one of {', '.join(VARIATION_METHODS)}, got "
                            f"{item.method!r}")
@@ -163,7 +163,7 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
         pct = _number(item.keys, float, where, "keys (model or a percentage)")
         if not 0 < pct <= 100:
             raise PromptsError(f"{where}: keys must be 'model' or a percentage in (0, 100]")
-    name = prompt or (f"timeline-{json.loads(segments)[0]['prompt']}" if segments else
+    name = prompt or (f"timeline-{segments[0]['prompt']}" if segments else
                       Path(reference.partition("::")[0]).stem + "-variations")
     item.id = str(get("id") or f"{index + 1:04d}-{slug(name)}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", item.id):
@@ -171,14 +171,15 @@ def _item(raw: dict, index: int, line: int, where: str, d: Defaults) -> BatchIte
     return item
 
 
-def _segments(value, where) -> str:
-    """A row's ``segments`` as checked JSON text (``""``: none): a JSON list (in a CSV cell
+def _segments(value, where) -> list:
+    """A row's ``segments`` checked, as ``[{"prompt", "seconds", "seed"}, …]`` (``[]``: none;
+    the item keeps them as JSON text): a JSON list (in a CSV cell
     quoted; in a JSON file the list itself) of ``{"prompt", "seconds", "seed"}`` objects,
     checked by :func:`..inference.timeline.check_segments` (the rules of the panel's list)."""
     from ..inference.timeline import check_segments
 
     if value is None or (isinstance(value, str) and not value.strip()):
-        return ""
+        return []
     data = value
     if isinstance(value, str):
         try:
@@ -193,8 +194,7 @@ def _segments(value, where) -> str:
         segments = check_segments(data, None)
     except InputError as exc:
         raise PromptsError(f"{where}: segments: {exc}") from None
-    return json.dumps([{"prompt": s.text, "seconds": s.seconds, "seed": s.seed}
-                       for s in segments])
+    return [{"prompt": s.text, "seconds": s.seconds, "seed": s.seed} for s in segments]
 
 
 def _path(value, where) -> str:
