@@ -434,13 +434,10 @@ def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence
     gen = trainer.generator
     onnx_path = export_onnx(torch, gen, Path(args.work) / "generator.onnx")
     err = parity(torch, gen, onnx_path)
-    log_fn(f"exported; parity max |diff| {err:.2e}")
-    if err > 1e-3:
-        raise SystemExit(f"torch/onnxruntime parity failed: {err}")
+    ts.check_parity(err, 'exported', log_fn)
     te_manifest = json.loads((ts.TEXT_ENCODER_DIR / "manifest.json").read_text())
     if command is None:
-        cmd = " ".join(["training/train_emdm.py"] + (sys.argv[1:] if argv is None else list(argv)))
-        command = f".venv-train/bin/python {cmd}"
+        command = ts.train_command("train_emdm.py", argv)
     hist = trainer.history or []
     training = {"command": command, "seed": args.seed, "git_commit": ts.git_commit(),
                 "config": args.config, "steps": args.stage_steps[STAGE], "steps_t": args.steps_t,

@@ -479,13 +479,10 @@ def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence
     work = Path(args.work)
     paths = export_onnx(torch, trainer.tokenizer, trainer.backbone, work / "onnx")
     err = parity(torch, trainer.tokenizer, trainer.backbone, paths)
-    log_fn(f"exported; parity max |diff| {err:.2e}")
-    if err > 1e-3:
-        raise SystemExit(f"torch/onnxruntime parity failed: {err}")
+    ts.check_parity(err, 'exported', log_fn)
     te_manifest = json.loads((ts.TEXT_ENCODER_DIR / "manifest.json").read_text())
     if command is None:
-        cmd = " ".join(["training/train_kmm.py"] + (sys.argv[1:] if argv is None else list(argv)))
-        command = f".venv-train/bin/python {cmd}"
+        command = ts.train_command("train_kmm.py", argv)
     hist = getattr(trainer, "history", None) or []
     training = {"command": command, "seed": args.seed,
                 "git_commit": ts.git_commit(), "steps": dict(args.stage_steps),

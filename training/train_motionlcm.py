@@ -737,13 +737,10 @@ def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence
     modules = trainer.modules()
     paths = export_onnx(torch, modules, trainer.dcfg, Path(args.work) / "onnx")
     err = parity(torch, modules, trainer.dcfg, paths)
-    log_fn(f"exported ONNX; parity max |diff| {err:.2e}")
-    if err > 1e-3:
-        raise SystemExit(f"torch/onnxruntime parity failed: {err}")
+    ts.check_parity(err, 'exported ONNX', log_fn)
     te_manifest = json.loads((ts.TEXT_ENCODER_DIR / "manifest.json").read_text())
     if command is None:
-        cmd = " ".join(["training/train_motionlcm.py"] + (sys.argv[1:] if argv is None else list(argv)))
-        command = f".venv-train/bin/python {cmd}"
+        command = ts.train_command("train_motionlcm.py", argv)
     params = {n: sum(p.numel() for p in m.parameters()) for n, m in zip(PARTS, modules)}
     training = {"command": command, "seed": args.seed, "git_commit": ts.git_commit(),
                 "config": args.config, "steps": args.stage_steps, "batch": args.batch,

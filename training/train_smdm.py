@@ -109,6 +109,21 @@ def git_commit() -> str:
         return "unknown"
 
 
+def check_parity(err: float, what: str = "exported", log_fn=log) -> None:
+    """Log the torch vs onnxruntime parity of an export (``what``: the log line's start) and
+    stop when it is over 1e-3."""
+    log_fn(f"{what}; parity max |diff| {err:.2e}")
+    if err > 1e-3:
+        raise SystemExit(f"torch/onnxruntime parity failed: {err}")
+
+
+def train_command(script: str, argv=None) -> str:
+    """The command that reproduces this run of ``training/<script>`` (``argv``: its arguments,
+    default the process's), for a package's ``training.command``."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return f".venv-train/bin/python {' '.join([f'training/{script}'] + args)}"
+
+
 # =========================================================================== data
 
 
@@ -625,14 +640,10 @@ def main(argv=None):
     onnx_path = work / "denoiser.onnx"
     export_onnx(torch, model, onnx_path)
     err = parity(torch, model, onnx_path)
-    log(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB); parity max |diff| "
-        f"{err:.2e}")
-    if err > 1e-3:
-        raise SystemExit(f"torch/onnxruntime parity failed: {err}")
+    check_parity(err, f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
     te_manifest = json.loads((te_dir / "manifest.json").read_text())
-    cmd = " ".join(["training/train_smdm.py"] + (sys.argv[1:] if argv is None else list(argv)))
     training = {
-        "command": f".venv-train/bin/python {cmd}", "seed": args.seed, "git_commit": git_commit(),
+        "command": train_command("train_smdm.py", argv), "seed": args.seed, "git_commit": git_commit(),
         "steps": step, "batch": args.batch, "lr": args.lr, "keys": args.keys,
         "lipschitz": not args.no_lipschitz, "cond_drop": args.cond_drop,
         "lip_weight": args.lip_weight, "ema": args.ema, "max_frames": args.max_frames,
