@@ -73,10 +73,10 @@ def _request(op, context):
 
 def _device(context) -> dict:
     from .. import preferences
+    from ..inference.runtime import RuntimeSettings
 
-    prefs = preferences.get(context)
-    return {"device": getattr(prefs, "device", "AUTO"),
-            "threads": int(getattr(prefs, "threads", 0) or 0)}
+    rs = RuntimeSettings.from_preferences(preferences.get(context))
+    return {"device": rs.device, "threads": rs.threads}
 
 
 class SPARSEMOTION_OT_generate_timeline(JobOperator, bpy.types.Operator):
