@@ -65,7 +65,8 @@ def state_from_onnx(torch, path) -> dict:
         from onnx import numpy_helper
     except ImportError as exc:
         raise ModelPackageError("The PyTorch path of this model reads its weights from the "
-                                "ONNX files and needs the 'onnx' package (pip install onnx)") from exc
+                                "ONNX files and needs the 'onnx' package beside torch — install it where "
+                                "torch is installed, or use the onnxruntime path") from exc
     m = onnx.load(str(path))
     return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
 
@@ -176,18 +177,14 @@ class KmmModel(_gen.SampledModel):
         text = _gen.check_prompt(text)
         _gen.check_length(frames, self.fps, max(MIN_SECONDS, self.config["min_frames"] / self.fps),
                           self.max_seconds)
-        self._check_sampling(steps, guidance, key_fraction)
-        _gen.check_results(results, MAX_RESULTS)
+        self._check_steps(steps)
+        _gen.check_sampling(guidance, results, MAX_RESULTS, key_fraction)
         return text
 
     @staticmethod
-    def _check_sampling(steps, guidance, key_fraction):
+    def _check_steps(steps):
         if not MIN_STEPS <= int(steps) <= MAX_STEPS:
             raise InputError(f"Steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps}")
-        if not (np.isfinite(guidance) and 0.0 <= guidance <= 20.0):
-            raise InputError(f"Guidance must be between 0 and 20, got {guidance}")
-        if not 0.0 < key_fraction <= 1.0:
-            raise InputError(f"Keyframe fraction must be in (0, 1], got {key_fraction}")
 
     @property
     def max_seconds(self) -> float:
@@ -213,7 +210,8 @@ class KmmModel(_gen.SampledModel):
         self.load()
         steps = int(steps if steps is not None else self.config["steps"])
         guidance = float(guidance if guidance is not None else self.config["guidance"])
-        self._check_sampling(steps, guidance, 0.2)
+        self._check_steps(steps)
+        _gen.check_sampling(guidance, 1, MAX_RESULTS, 0.2)
         N = int(sum(lengths))
         timings = {}
         with self._lock:

@@ -49,13 +49,12 @@ from .motionlcm_net import _Config  # to_dict / from_dict of the config dataclas
 
 __all__ = ["TokenizerConfig", "BackboneConfig", "build_tokenizer", "build_backbone",
            "build_tokenizer_parts", "keyframe_scores", "mask_schedule", "DOWNSAMPLE",
-           "BACKBONE_INPUTS", "ENCODER_INPUTS", "DECODER_INPUTS"]
+           "BACKBONE_INPUTS", "DECODER_INPUTS"]
 
 DOWNSAMPLE = 4
 #: tokens per chunk of the chunked scan
 CHUNK = 32
 BACKBONE_INPUTS = ("ids", "layer", "text", "phase")
-ENCODER_INPUTS = ("x",)
 DECODER_INPUTS = ("z",)
 
 
@@ -107,19 +106,6 @@ def mask_schedule(r):
 
 
 # =========================================================================== torch parts
-
-
-def _keyframe_scores_torch(torch, x):
-    """Γ of ``x (B, L, C)`` -> (B, L)."""
-    d2 = torch.cdist(x, x) ** 2
-    sigma2 = d2.mean(dim=(1, 2), keepdim=True).clamp_min(1e-8)
-    dens = torch.exp(-d2 / sigma2).sum(-1)
-    dist = d2.clamp_min(0).sqrt()
-    denser = dens[:, None, :] > dens[:, :, None]
-    big = dist.max() + 1.0
-    S = torch.where(denser, dist, big).min(-1).values
-    S = torch.where(S >= big, dist.max(-1).values, S)
-    return dens * S
 
 
 def build_tokenizer_parts(torch, cfg: TokenizerConfig):
@@ -176,8 +162,8 @@ def build_tokenizer_parts(torch, cfg: TokenizerConfig):
 
 
 def build_tokenizer(torch, cfg: TokenizerConfig | None = None):
-    """The RVQ tokenizer (training): ``forward(x)`` -> ``(recon, commit_loss, ids)``;
-    ``encode(x)`` -> ids (B, L, Q); ``decode_ids(ids)`` -> features."""
+    """The RVQ tokenizer (training): ``forward(x)`` -> ``(recon, commit_loss, ids)``; its
+    ``encoder``, ``rvq.quantize`` and ``decoder`` are used on their own too."""
     cfg = cfg or TokenizerConfig()
     nn = torch.nn
 
@@ -245,16 +231,6 @@ def build_tokenizer(torch, cfg: TokenizerConfig | None = None):
                 self.rvq.ema_update(inputs, ids)
             zq = z + (zq - z).detach()  # straight-through
             return self.decoder(zq), commit, ids
-
-        @torch.no_grad()
-        def encode(self, x):
-            return self.rvq.quantize(self.encoder(x))[1]
-
-        @torch.no_grad()
-        def decode_ids(self, ids):
-            cb = self.rvq.codebooks
-            z = sum(cb[q][ids[..., q]] for q in range(ids.shape[-1]))
-            return self.decoder(z)
 
     return Tokenizer()
 
