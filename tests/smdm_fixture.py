@@ -52,7 +52,9 @@ def cached_package(name: str, script: str, sources, keep_work: bool = False) -> 
     py = _python_with_torch()
     if py is None:
         pytest.skip("torch is not installed: run tools/setup.sh to train the tiny test model")
-    tmp = base / (name + ".tmp")
+    # a folder of this process: two test runs building the same model at once (two Blender
+    # versions side by side) must not delete each other's half-built files
+    tmp = base / f"{name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(str(tmp) + ".work", ignore_errors=True)
     base.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,10 @@ def cached_package(name: str, script: str, sources, keep_work: bool = False) -> 
                        capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
         raise RuntimeError(f"{name} build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    if (out / "manifest.json").is_file():  # another run finished first: use its model
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(str(tmp) + ".work", ignore_errors=True)
+        return out
     if keep_work:
         shutil.rmtree(str(out) + ".work", ignore_errors=True)
         os.replace(str(tmp) + ".work", str(out) + ".work")

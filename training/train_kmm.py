@@ -167,14 +167,10 @@ class Trainer:
         self.tokenizer = None
         self.backbone = None
 
-    def _final(self, stage):
-        path = self.work / f"{stage}-final.pt"
-        return self.torch.load(path, weights_only=False, map_location="cpu") if path.is_file() else None
-
     def train_tokenizer(self) -> bool:
         torch, args = self.torch, self.args
         F = torch.nn.functional
-        st = self._final("tokenizer")
+        st = tlcm._load_final(self.torch, self.work, "tokenizer")
         tok = net.build_tokenizer(torch, self.tcfg)
         if st is not None:
             tok.load_state_dict(st["ema"])
@@ -261,7 +257,7 @@ class Trainer:
 
     def train_masked(self) -> bool:
         torch, args = self.torch, self.args
-        st = self._final("masked")
+        st = tlcm._load_final(torch, self.work, "masked")
         if args.from_weights:
             st = torch.load(args.from_weights, weights_only=False, map_location="cpu")
             self.log(f"backbone weights from {args.from_weights} (step {st.get('step', '?')})")
