@@ -11,7 +11,9 @@ weights in PyTorch as a fallback).
 EMDM (``inference/emdm_net.py``) learns each of T large denoising steps with a conditional
 GAN, so T = 10 steps (the package's ``steps_t``) replace diffusion's 50+. The sampling loop
 runs in numpy: x at the top level is N(0, I); each step the generator predicts x0 from
-(x_k, t_k, text, z) — classifier-free guidance ``u + g·(c − u)`` over one batch holding the
+(x_k, t_k, text, z) — the sparse generator (the shipped one: sMDM's denoiser plus z) also
+takes keyframes, chosen as sMDM chooses them (uniform, then Visvalingam-Whyatt keyframes of
+the last estimate once t <= gamma·1000) — classifier-free guidance ``u + g·(c − u)`` over one batch holding the
 conditional rows and the unconditional ones (zero text, the same z) — and, unless it is the
 last step, x is drawn from the posterior q(x_j | x_k, x0) at the next level. Fewer steps
 than trained are allowed when they divide T (their levels are trained levels). Keyframes:
@@ -22,8 +24,8 @@ Random numbers: result ``r`` draws from ``numpy.random.default_rng([seed, r])`` 
 level, then per step z (64) and, before the next step, the posterior noise — so the same seed
 gives the same motions whatever the number of results.
 
-``backend``: "onnx", "torch" (the package's ``generator.pt``, CUDA when the runtime settings
-allow it and torch has it, else the CPU) or "auto" (onnx, and torch when onnxruntime cannot
+``backend``: "onnx", "torch" (the weights of ``generator.onnx`` in PyTorch — needs torch and
+the ``onnx`` package — CUDA when the runtime settings allow it and torch has it, else the CPU) or "auto" (onnx, and torch when onnxruntime cannot
 load the intact graph, e.g. an operator this onnxruntime lacks). None: the package's
 ``model.backend`` (default "auto"). A missing or modified file is an error either way.
 """
@@ -36,21 +38,21 @@ import numpy as np
 from ..errors import Cancelled, InputError
 from . import emdm_net as _net
 from . import generation as _gen
+from . import smdm_core as _core
+from ..motion import features as _feat
 from .errors import ModelPackageError
 from .package import ModelPackage, PackageError, describe_errors, load_package
-from .runtime import RuntimeSettings
+from .runtime import RuntimeSettings, state_from_onnx
 from .text_encoder import TextEncoder
 
 __all__ = ["KIND", "EmdmModel", "BACKENDS", "MIN_SECONDS", "MAX_RESULTS"]
 
 KIND = "emdm"
 ONNX_FILE = "generator.onnx"
-TORCH_FILE = "generator.pt"
 BACKENDS = ("onnx", "torch", "auto")
 MIN_SECONDS = 0.5
 MAX_RESULTS = 16
-_WHAT = {ONNX_FILE: "generator", TORCH_FILE: "PyTorch weights",
-         "stats.npz": "normalisation statistics"}
+_WHAT = {ONNX_FILE: "generator", "stats.npz": "normalisation statistics"}
 
 
 class EmdmModel(_gen.SampledModel):
@@ -89,7 +91,7 @@ class EmdmModel(_gen.SampledModel):
                 except PackageError as exc:
                     # only an intact graph onnxruntime cannot load goes to PyTorch; a missing
                     # or modified file, or a wrong signature, is a broken package
-                    if backend == "onnx" or exc.problem != "load" or TORCH_FILE not in pkg.files:
+                    if backend == "onnx" or exc.problem != "load":
                         raise
                     fallback = f"onnxruntime cannot run {ONNX_FILE}: {exc}"
             if run is None:
@@ -103,7 +105,7 @@ class EmdmModel(_gen.SampledModel):
         T = int(cfg["steps_t"])
         self.package, self.mean, self.std, self.net = pkg, mean, std, gcfg
         self.backend, self.fallback = backend, fallback
-        self.config = {"guidance": 2.5, "key_fraction": 0.2, "min_frames": 10,
+        self.config = {"guidance": 2.5, "key_fraction": 0.2, "gamma": 0.1, "min_frames": 10,
                        "max_frames": 200, **cfg, "steps": int(cfg.get("steps", T))}
         self.timesteps = _net.grid_timesteps(T)
         self.abar = _net.level_alphas(T)
@@ -118,12 +120,23 @@ class EmdmModel(_gen.SampledModel):
         return run
 
     def _torch_runner(self, pkg, gcfg):
-        runner = pkg.torch_module(lambda torch: _net.build_generator(torch, gcfg), TORCH_FILE,
-                                  self.settings)
+        onnx_path = pkg.verify(ONNX_FILE)
+
+        def build(torch):
+            gen = _net.build_generator(torch, gcfg)
+            state = state_from_onnx(torch, onnx_path)
+            missing = [k for k in gen.state_dict() if k not in state]
+            if missing:
+                raise ModelPackageError(f"{ONNX_FILE} lacks weights {missing[:5]} for the "
+                                        "PyTorch path (exported optimised?) — re-export it")
+            gen.load_state_dict({k: v for k, v in state.items() if k in gen.state_dict()})
+            return gen
+
+        runner = pkg.torch_module(build, None, self.settings)
         self._device = runner.choice
 
         def run(feeds):
-            return runner(*(feeds[k] for k in _net.INPUT_NAMES))
+            return runner(*(feeds[k] for k in _net.input_names(gcfg)))
         return run
 
     # --- checks ----------------------------------------------------------------------------
@@ -159,12 +172,17 @@ class EmdmModel(_gen.SampledModel):
         if cond:
             text = np.concatenate([text, np.zeros_like(text)])
         x0 = None
+        keys = [_core.uniform_keys(N, _core.key_count(N, self.config["key_fraction"]))] * R
         for i, k in enumerate(levels):
             if cancel is not None and cancel():
                 raise Cancelled()
+            t = self.timesteps[k - 1]
             z = np.stack([g.standard_normal(Z) for g in rngs]).astype(np.float32)
-            feeds = {"x_t": x, "t": np.full(R, self.timesteps[k - 1], dtype=np.int64),
-                     "text": text, "z": z}
+            feeds = {"x_t": x, "t": np.full(R, t, dtype=np.int64), "text": text, "z": z}
+            if self.net.sparse:  # keyframes as sMDM samples them (uniform, then VW late)
+                if x0 is not None and t <= self.config["gamma"] * _core.TIMESTEPS:
+                    keys = [_core.vw_keys(self._positions(x0[r]), len(keys[0])) for r in range(R)]
+                feeds.update(zip(_net.KEY_INPUTS, _core.interpolation_batch(keys, N)))
             if cond:
                 feeds = {n: (v if n == "text" else np.concatenate([v, v])) for n, v in feeds.items()}
             out = np.asarray(self._run(feeds), dtype=np.float32)

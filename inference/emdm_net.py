@@ -38,13 +38,15 @@ import numpy as np
 
 from .motionlcm_net import _block, _Config, root_trajectory
 from .smdm_core import TIMESTEPS, cosine_alphas_cumprod
-from .smdm_net import io_layer, lipschitz_loss, sinusoid_encoding
+from .smdm_net import DenoiserConfig, denoiser_class, io_layer, lipschitz_loss, sinusoid_encoding
 
 __all__ = ["GeneratorConfig", "DiscriminatorConfig", "build_generator", "build_discriminator",
            "joint_positions", "grid_timesteps", "level_alphas", "posterior_coefficients",
-           "sampling_levels", "step_choices", "INPUT_NAMES", "OUTPUT_NAMES", "Z_DIM"]
+           "sampling_levels", "step_choices", "input_names", "INPUT_NAMES", "KEY_INPUTS",
+           "OUTPUT_NAMES", "Z_DIM"]
 
 INPUT_NAMES = ("x_t", "t", "text", "z")
+KEY_INPUTS = ("key_idx", "interp_left", "interp_w")   # the sparse generator's (sMDM's)
 OUTPUT_NAMES = ("x0",)
 Z_DIM = 64
 
@@ -60,6 +62,7 @@ class GeneratorConfig(_Config):
     ff: int = 256
     dropout: float = 0.1
     lipschitz: bool = True     # sMDM's Lipschitz sine MLPs in and out (False: one Linear each)
+    sparse: bool = False       # sMDM's denoiser over keyframe tokens (+ z in its condition)
 
 
 @dataclass
@@ -163,11 +166,46 @@ def _encoder_class(torch):
     return Encoder
 
 
+def input_names(config: GeneratorConfig) -> tuple:
+    """The generator's inputs, in order: x_t, t, text, z (+ sMDM's keyframe inputs when sparse)."""
+    return INPUT_NAMES + (KEY_INPUTS if config.sparse else ())
+
+
+def _z_mlp(torch, z_dim, d, zero_last: bool):
+    nn = torch.nn
+    layers = [nn.Linear(z_dim, d)]
+    for _ in range(3):
+        layers += [nn.LeakyReLU(0.2), nn.Linear(d, d)]
+    if zero_last:  # starts without effect: a generator initialised from sMDM is sMDM
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+    return nn.Sequential(*layers)
+
+
 def build_generator(torch, config: GeneratorConfig | None = None):
-    """A fresh generator ``G(x_t, t, text, z) -> x0`` for ``config``."""
+    """A fresh generator ``G(x_t, t, text, z[, key_idx, interp_left, interp_w]) -> x0`` for
+    ``config``. Sparse: sMDM's denoiser (attention over the keyframe tokens only, the frames
+    between rebuilt by interpolation) whose condition token adds ``MLP_4(z)``; its weights
+    carry sMDM's names, so an sMDM denoiser of the same sizes loads into it whole."""
     nn = torch.nn
     cfg = config or GeneratorConfig()
     d = cfg.width
+    if cfg.sparse:
+        dcfg = DenoiserConfig(feature_dim=cfg.feature_dim, text_dim=cfg.text_dim, width=d,
+                              layers=cfg.layers, heads=cfg.heads, ff=cfg.ff,
+                              dropout=cfg.dropout, lipschitz=cfg.lipschitz)
+
+        class SparseGenerator(denoiser_class(torch, dcfg)):
+            def __init__(self):
+                super().__init__()
+                self.config = cfg
+                self.z_mlp = _z_mlp(torch, cfg.z_dim, d, zero_last=True)
+
+            def forward(self, x_t, t, text, z, key_idx, interp_left, interp_w):
+                return super().forward(x_t, t, text, key_idx, interp_left, interp_w,
+                                       cond_extra=self.z_mlp(z))
+
+        return SparseGenerator()
 
     class Generator(_encoder_class(torch)):
         def __init__(self):
@@ -175,10 +213,7 @@ def build_generator(torch, config: GeneratorConfig | None = None):
             self.config = cfg
             self.inp = io_layer(torch, cfg.feature_dim, d, d, cfg.lipschitz)
             self.out = io_layer(torch, d, d, cfg.feature_dim, cfg.lipschitz)
-            layers = [nn.Linear(cfg.z_dim, d)]
-            for _ in range(3):
-                layers += [nn.LeakyReLU(0.2), nn.Linear(d, d)]
-            self.z_mlp = nn.Sequential(*layers)
+            self.z_mlp = _z_mlp(torch, cfg.z_dim, d, zero_last=False)
 
         def lipschitz_loss(self):
             return lipschitz_loss(torch, (self.inp, self.out))

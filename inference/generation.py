@@ -256,6 +256,11 @@ class TextToMotionModel:
         timings["text"] = time.perf_counter() - t0
         return emb, understood, grounded
 
+    def _positions(self, xn):
+        """Joint positions of one sampled motion ``xn`` (normalised features; models whose
+        ``_load`` sets ``mean`` and ``std``)."""
+        return _feat.features_to_positions(xn * self.std + self.mean)
+
     @property
     def fps(self) -> float:
         pkg = self.package or self.load().package

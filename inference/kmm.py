@@ -40,7 +40,7 @@ from . import generation as _gen
 from . import kmm_net as _net
 from .errors import ModelPackageError
 from .package import ModelPackage, describe_errors, load_package
-from .runtime import RuntimeSettings
+from .runtime import RuntimeSettings, state_from_onnx
 from .text_encoder import TextEncoder
 
 __all__ = ["KIND", "KmmModel", "MIN_STEPS", "MAX_STEPS", "MIN_SECONDS", "MAX_SECONDS"]
@@ -55,20 +55,6 @@ MAX_RESULTS = 16
 _WHAT = {"decoder.onnx": "token decoder", "backbone.onnx": "masked Mamba",
          "codebooks.npz": "token codebooks", "stats.npz": "normalisation statistics"}
 BACKENDS = ("onnx", "torch", "auto")
-
-
-def state_from_onnx(torch, path) -> dict:
-    """A module's state dict from the initializers of its ONNX export (exported unoptimised,
-    so every parameter keeps its name and layout). Needs the ``onnx`` package."""
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError as exc:
-        raise ModelPackageError("The PyTorch path of this model reads its weights from the "
-                                "ONNX files and needs the 'onnx' package beside torch — install it where "
-                                "torch is installed, or use the onnxruntime path") from exc
-    m = onnx.load(str(path))
-    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
 
 
 def _torch_part(module, state: dict, label: str):

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 from .errors import ModelPackageError
 
 __all__ = [
+    "state_from_onnx",
     "DEVICES", "CPU_PROVIDER", "CUDA_PROVIDER", "RuntimeSettings", "SessionInfo",
     "physical_cores", "usable_cpus", "default_threads", "available_providers",
     "select_providers", "session_options", "get_session", "session_info", "cached_sessions",
@@ -573,6 +574,21 @@ class TorchRunner:
         self.module = None
         if self.device.startswith("cuda"):
             self._torch.cuda.empty_cache()
+
+
+def state_from_onnx(torch, path) -> dict:
+    """A module's state dict from the initializers of its ONNX export (exported unoptimised,
+    so every parameter keeps its name and layout): the PyTorch path of a package reads the
+    same weights as onnxruntime, and the package holds one copy. Needs the ``onnx`` package."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as exc:
+        raise ModelPackageError("The PyTorch path of this model reads its weights from the "
+                                "ONNX files and needs the 'onnx' package beside torch — install "
+                                "it where torch is installed, or use the onnxruntime path") from exc
+    m = onnx.load(str(path))
+    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
 
 
 def load_torch_module(build: Callable, *, weights: str | os.PathLike | None = None,

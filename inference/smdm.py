@@ -198,9 +198,6 @@ class SmdmModel(_gen.TextToMotionModel):
         return inbetween.Fill(motions=motions, keys=keys, known=imp.forced, generation=gen,
                               timings=timings)
 
-    def _positions(self, x0n_r):
-        return _feat.features_to_positions(x0n_r * self.std + self.mean)
-
     def _sample(self, emb, N, seed, steps, guidance, gamma, R, key_fraction, progress, cancel,
                 fill=None):
         """DDIM; ``fill`` (an :class:`.inbetween.Imputation`): its keyframes (the known frames

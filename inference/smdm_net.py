@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["DenoiserConfig", "build_denoiser", "sinusoid_encoding", "io_layer", "lipschitz_loss",
+__all__ = ["DenoiserConfig", "build_denoiser", "denoiser_class", "sinusoid_encoding", "io_layer", "lipschitz_loss",
            "INPUT_NAMES", "OUTPUT_NAMES"]
 
 INPUT_NAMES = ("x_t", "t", "text", "key_idx", "interp_left", "interp_w")
@@ -138,6 +138,12 @@ def lipschitz_loss(torch, layers):
 
 def build_denoiser(torch, config: DenoiserConfig | None = None):
     """A fresh ``torch.nn.Module`` for ``config``."""
+    return denoiser_class(torch, config)()
+
+
+def denoiser_class(torch, config: DenoiserConfig | None = None):
+    """The denoiser's ``nn.Module`` class for ``config`` (EMDM's sparse generator subclasses
+    it: ``forward(..., cond_extra)`` adds a term to the condition token)."""
     nn = torch.nn
     cfg = config or DenoiserConfig()
 
@@ -176,13 +182,15 @@ def build_denoiser(torch, config: DenoiserConfig | None = None):
             """Π softplus(c_i) per MLP, summed over the two MLPs (0 without them)."""
             return lipschitz_loss(torch, (self.inp, self.out))
 
-        def forward(self, x_t, t, text, key_idx, interp_left, interp_w):
+        def forward(self, x_t, t, text, key_idx, interp_left, interp_w, cond_extra=None):
             B, N, D = x_t.shape
             K = key_idx.shape[1]
             d = cfg.width
             xk = torch.gather(x_t, 1, key_idx[:, :, None].expand(B, K, D))
             h = self.inp(xk) + sinusoid(key_idx, d)
             cond = self.time_mlp(sinusoid(t, d)) + self.text_proj(text)
+            if cond_extra is not None:
+                cond = cond + cond_extra
             h = torch.cat([cond[:, None, :], h], dim=1)
             for blk in self.blocks:
                 h = blk(h)
@@ -194,4 +202,4 @@ def build_denoiser(torch, config: DenoiserConfig | None = None):
             hn = left_f * (1.0 - w) + right_f * w
             return self.out(self.ln_f(hn))
 
-    return Denoiser()
+    return Denoiser

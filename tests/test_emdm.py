@@ -100,9 +100,13 @@ def test_package_loads_through_the_registry_with_its_licence(tiny):
     assert m["training"]["data"] == [{"name": "synthetic", "license": "GPL-3.0-or-later"}]
     assert m["training"]["parity_max_abs"] < 1e-3 and m["training"]["geometric"] is True
     assert m["model"]["steps_t"] == 10 and m["model"]["grid"] == net.grid_timesteps(10).tolist()
-    assert [i["name"] for i in m["files"]["generator.onnx"]["inputs"]] == list(net.INPUT_NAMES)
+    # the sparse generator (sMDM's denoiser + z): the keyframe inputs too
+    assert m["model"]["generator"]["sparse"] is True
+    assert [i["name"] for i in m["files"]["generator.onnx"]["inputs"]] == list(
+        net.INPUT_NAMES + net.KEY_INPUTS)
     assert m["text_encoder"]["name"] == "text-minilm-l6"
-    assert set(m["files"]) == {"generator.onnx", "generator.pt", "stats.npz"}
+    # one copy of the weights: the PyTorch path reads generator.onnx's
+    assert set(m["files"]) == {"generator.onnx", "stats.npz"}
     assert tiny.backend == "onnx" and tiny.fallback is None
 
 
@@ -124,6 +128,10 @@ def test_a_real_data_package_is_non_commercial(tmp_path):
     assert m["training"]["data"][0]["license"] == "CC-BY-NC-4.0"
     assert m["training"]["data"][0]["commercial_use"] is False
     assert EmdmModel(tmp_path / "pkg").load().config["steps"] == 5
+    # the dense generator (attention over every frame) runs alike on both backends
+    a = EmdmModel(tmp_path / "pkg").generate(WALK, seconds=2, seed=1)
+    b = EmdmModel(tmp_path / "pkg", backend="torch").generate(WALK, seconds=2, seed=1)
+    assert np.abs(a.features - b.features).max() < 1e-3
 
 
 # --------------------------------------------------------------------------- generation
@@ -230,19 +238,30 @@ def test_broken_packages_say_what_is_wrong(tmp_path, backend):
         EmdmModel(pkg, backend=backend).load()
 
 
+def _with_unknown_operator(path):
+    """An intact graph this onnxruntime cannot load: one more node of an operator nobody
+    registered (its output unused), weights untouched."""
+    onnx = pytest.importorskip("onnx")
+    m = onnx.load(str(path))
+    m.opset_import.append(onnx.helper.make_opsetid("sparse_motion.test", 1))
+    m.graph.node.append(onnx.helper.make_node("NoSuchOperator", ["x_t"], ["unused"],
+                                              domain="sparse_motion.test"))
+    return m.SerializeToString()
+
+
 def test_intact_graph_onnxruntime_cannot_load_falls_back_to_torch(tmp_path, tiny):
     pytest.importorskip("torch")
     pkg = _copy(tmp_path)
-    _replace_listed(pkg, "generator.onnx", b"not a graph this onnxruntime can load")
+    _replace_listed(pkg, "generator.onnx", _with_unknown_operator(pkg / "generator.onnx"))
     with pytest.raises(ModelPackageError, match="generator could not be loaded"):
         EmdmModel(pkg, backend="onnx").load()
     m = EmdmModel(pkg).load()  # the package's "auto"
     assert m.backend == "torch" and "onnxruntime cannot run generator.onnx" in m.fallback
     a = m.generate(WALK, seconds=2, seed=3)
     assert np.abs(a.features - tiny.generate(WALK, seconds=2, seed=3).features).max() < 1e-3
-    # without its PyTorch weights there is nothing to fall back to
-    (pkg / "generator.pt").unlink()
-    with pytest.raises(ModelPackageError, match="generator.pt"):
+    # a file that is no graph at all leaves nothing to fall back to: both reasons are given
+    _replace_listed(pkg, "generator.onnx", b"not a graph")
+    with pytest.raises(ModelPackageError, match="onnxruntime cannot run .*PyTorch path failed"):
         EmdmModel(pkg).load()
 
 
@@ -334,6 +353,17 @@ def test_generator_starts_from_smdm_weights_of_the_same_size(train_emdm):
     for name in ("inp.l1.linear.weight", "blocks.1.attn.in_proj_weight", "time_mlp.0.bias",
                  "text_proj.weight", "ln_f.weight", "out.l2.c"):
         assert torch.equal(own[name], st[name].float()), name
+    # the z MLP starts without effect: the sparse generator starts as sMDM, whatever z
+    from sparse_motion.inference import smdm_net
+    den = smdm_net.build_denoiser(torch, smdm_net.DenoiserConfig.from_dict(
+        json.loads((smdm_fixture.tiny_package() / "manifest.json").read_text())["model"]["config"]))
+    den.load_state_dict({k: v.float() for k, v in st.items()})
+    feeds = train_emdm[1].example_feeds(g.config, 2, 30, np.random.default_rng(1))
+    t = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    with torch.no_grad():
+        a = g.eval()(*(t[k] for k in net.input_names(g.config)))
+        b = den.eval()(t["x_t"], t["t"], t["text"], *(t[k] for k in net.KEY_INPUTS))
+    assert torch.equal(a, b)
     big = net.build_generator(torch, net.GeneratorConfig(**te.parse_args(["--config", "cpu"]).gen))
     with pytest.raises(SystemExit, match="do not fit this generator"):
         te.init_from(torch, big, smdm_pt, log_fn=lambda m: None)

@@ -41,7 +41,8 @@ def tiny_data(seed: int):
     texts = [c for k in caps for c in caps[k]]
     emb = TextEncoder(ts.TEXT_ENCODER_DIR).encode(texts).astype(np.float32)
     rows = {k: np.array([texts.index(c) for c in caps[k]]) for k in caps}
-    areas = [np.zeros(len(f)) for f in raw]  # keyframes are not used by MotionLCM training
+    # VW keyframe areas (MotionLCM ignores them; EMDM's sparse generator trains on them)
+    areas = [ts.core.vw_areas(tiny_smdm.feat.features_to_positions(f)) for f in raw]
     cap_rows = [rows[k] for k in kinds]
     return ts.TrainClips(norm, norm, areas, cap_rows, cap_rows), emb, mean, std
 

@@ -76,6 +76,7 @@ import train_motionlcm as tlcm  # noqa: E402
 import distributed  # noqa: E402
 
 from sparse_motion.inference import emdm_net as net  # noqa: E402
+from sparse_motion.inference import smdm_core as core  # noqa: E402
 from sparse_motion.inference.package import write_manifest  # noqa: E402
 from sparse_motion.motion import canonical as _canon  # noqa: E402
 from sparse_motion.motion import features as _feat  # noqa: E402
@@ -87,19 +88,28 @@ OPSET = ts.OPSET
 FPS = 20
 log = ts.log
 
+SMDM_DEFAULT = "models/smdm-default/denoiser.pt"
 CONFIGS = {
-    # 2 CPU cores, <= 3 h; the generator sized for 10 s of motion at 10 steps in <= 0.2 s
-    "cpu": dict(gen=dict(width=128, layers=4, heads=4, ff=256, dropout=0.1),
+    # 2 CPU cores, <= 3 h: the generator is sMDM default's denoiser (attention over the
+    # keyframe tokens; + the z MLP), started from the shipped sMDM (--init-from)
+    "cpu": dict(gen=dict(width=256, layers=4, heads=4, ff=1024, dropout=0.1, sparse=True),
                 disc=dict(width=128, layers=2, heads=4, ff=256),
-                batch=32, max_frames=200, steps=10000, lr=2e-4, lr_d=1e-4),
-    # one GPU or several: sMDM default's denoiser sizes (--init-from its denoiser.pt)
-    "gpu": dict(gen=dict(width=256, layers=4, heads=4, ff=1024, dropout=0.1),
+                batch=32, max_frames=200, steps=3000, lr=5e-5, lr_d=1e-4,
+                init_from=SMDM_DEFAULT),
+    # the first CPU design: a dense 4 x 128 generator (attention over every frame) from
+    # scratch; 3,000 steps gave FID 0.47 (docs/emdm.md), kept for the record
+    "cpu-dense": dict(gen=dict(width=128, layers=4, heads=4, ff=256, dropout=0.1),
+                      disc=dict(width=128, layers=2, heads=4, ff=256),
+                      batch=32, max_frames=200, steps=10000, lr=2e-4, lr_d=1e-4, init_from=None),
+    # one GPU or several: the same sparse generator, a larger discriminator and batch
+    "gpu": dict(gen=dict(width=256, layers=4, heads=4, ff=1024, dropout=0.1, sparse=True),
                 disc=dict(width=256, layers=3, heads=4, ff=512),
-                batch=128, max_frames=200, steps=60000, lr=1e-4, lr_d=1e-4),
+                batch=128, max_frames=200, steps=20000, lr=5e-5, lr_d=1e-4,
+                init_from=SMDM_DEFAULT),
     # tests and smoke runs (the generator has tiny sMDM's sizes)
-    "tiny": dict(gen=dict(width=64, layers=2, heads=2, ff=128, dropout=0.0),
+    "tiny": dict(gen=dict(width=64, layers=2, heads=2, ff=128, dropout=0.0, sparse=True),
                  disc=dict(width=32, layers=1, heads=2, ff=64),
-                 batch=16, max_frames=64, steps=400, lr=2e-3, lr_d=1e-3),
+                 batch=16, max_frames=64, steps=400, lr=2e-3, lr_d=1e-3, init_from=None),
 }
 
 
@@ -178,6 +188,17 @@ class Trainer(tlcm.TrainerBase):
     def z(self, B):
         return self.torch.randn(B, self.gcfg.z_dim, device=self.dev)
 
+    def batch(self, rng):
+        """``(x0, text, keys)``: this rank's slice of the global batch on the device; ``keys``
+        the sparse generator's keyframe inputs (the real clip's Visvalingam-Whyatt keyframes,
+        as sMDM trains) or () for the dense one."""
+        args, torch, ctx = self.args, self.torch, self.ctx
+        x, text, *kf = self.data.batch(rng, args.batch, args.max_frames, "vw", args.cond_drop,
+                                      self.text_emb)
+        kf = kf if self.gcfg.sparse else []
+        return tuple(torch.from_numpy(ctx.shard(a)).to(self.dev) for a in (x, text)) + (
+            tuple(torch.from_numpy(ctx.shard(a)).to(self.dev) for a in kf),)
+
     def geometric(self, pred, x0) -> dict:
         """The geometric losses of a predicted x0 against the real one (normalised features)."""
         torch = self.torch
@@ -198,7 +219,7 @@ class Trainer(tlcm.TrainerBase):
 
     # --- the two updates ------------------------------------------------------------------
 
-    def d_step(self, gen, disc, opt_d, rng, step, x0, text) -> dict:
+    def d_step(self, gen, disc, opt_d, rng, step, x0, text, keys) -> dict:
         torch, args = self.torch, self.args
         F = torch.nn.functional
         B = len(x0)
@@ -206,7 +227,7 @@ class Trainer(tlcm.TrainerBase):
         t = self.t_grid[k - 1]
         x_prev, x_k = self.real_pair(x0, k)
         with torch.no_grad():
-            fake = self.posterior(gen(x_k, t, text, self.z(B)), x_k, k)
+            fake = self.posterior(gen(x_k, t, text, self.z(B), *keys), x_k, k)
         r1 = args.r1 > 0 and step % args.r1_every == 0
         real = x_prev.detach().requires_grad_(r1)
         with _math_attention(r1, torch):
@@ -226,12 +247,12 @@ class Trainer(tlcm.TrainerBase):
         opt_d.step()
         return parts
 
-    def g_loss(self, gen, ddp_g, disc, rng, x0, text):
+    def g_loss(self, gen, ddp_g, disc, rng, x0, text, keys):
         torch, args = self.torch, self.args
         k = self.levels(rng)
         t = self.t_grid[k - 1]
         x_k = self._noised(x0, self.abar[k])
-        pred = ddp_g(x_k, t, text, self.z(len(x0)))
+        pred = ddp_g(x_k, t, text, self.z(len(x0)), *keys)
         with _no_param_grads(disc):
             adv = torch.nn.functional.softplus(-disc(self.posterior(pred, x_k, k), x_k, t,
                                                      text).float()).mean()
@@ -289,10 +310,9 @@ class Trainer(tlcm.TrainerBase):
             self.snapshot(ema, step)
             for g in opt_d.param_groups:
                 g["lr"] = ts.lr_at(step, steps, min(args.warmup, steps // 5), args.lr_d)
-            x0, text, _fidx, _n = tlcm._batch(torch, self.data, rng, args, self.text_emb,
-                                              args.cond_drop, ctx)
-            parts = self.d_step(gen, disc, opt_d, rng, step, x0, text)
-            loss, g_parts = self.g_loss(gen, ddp_g, disc, rng, x0, text)
+            x0, text, keys = self.batch(rng)
+            parts = self.d_step(gen, disc, opt_d, rng, step, x0, text, keys)
+            loss, g_parts = self.g_loss(gen, ddp_g, disc, rng, x0, text, keys)
             return loss, {**parts, **g_parts}
 
         ema, done, hist = tlcm.run_stage(STAGE, args, torch, gen, ema, step_fn,
@@ -367,23 +387,34 @@ def time_steps(trainer: Trainer, n: int, log_fn=log) -> dict:
 
 
 def example_feeds(cfg: net.GeneratorConfig, B: int, N: int, rng) -> dict:
-    return {"x_t": rng.standard_normal((B, N, cfg.feature_dim)).astype(np.float32),
-            "t": rng.integers(0, 1000, B).astype(np.int64),
-            "text": rng.standard_normal((B, cfg.text_dim)).astype(np.float32),
-            "z": rng.standard_normal((B, cfg.z_dim)).astype(np.float32)}
+    feeds = {"x_t": rng.standard_normal((B, N, cfg.feature_dim)).astype(np.float32),
+             "t": rng.integers(0, 1000, B).astype(np.int64),
+             "text": rng.standard_normal((B, cfg.text_dim)).astype(np.float32),
+             "z": rng.standard_normal((B, cfg.z_dim)).astype(np.float32)}
+    if cfg.sparse:
+        K = core.key_count(N)
+        feeds.update(zip(net.KEY_INPUTS, core.interpolation_batch(
+            [core.random_keys(N, K, rng) for _ in range(B)], N)))
+    return feeds
 
 
 def export_onnx(torch, gen, path: Path) -> Path:
-    """``generator.onnx``: x_t, t, text, z -> x0, dynamic batch and frames."""
+    """``generator.onnx``: x_t, t, text, z (+ the keyframe inputs) -> x0, dynamic batch, frames
+    and keyframes. Unoptimised, so every weight keeps its name: the PyTorch path reads them
+    from this file (``runtime.state_from_onnx``) and the package holds one copy."""
     gen.eval()
+    names = net.input_names(gen.config)
     feeds = example_feeds(gen.config, 2, 40, np.random.default_rng(0))
     batch = torch.export.Dim("batch", min=1, max=1024)
-    frames = torch.export.Dim("frames", min=2, max=100000)
-    torch.onnx.export(gen, tuple(torch.from_numpy(feeds[k]) for k in net.INPUT_NAMES), str(path),
-                      dynamo=True, input_names=list(net.INPUT_NAMES), output_names=["x0"],
-                      dynamic_shapes={"x_t": {0: batch, 1: frames}, "t": {0: batch},
-                                      "text": {0: batch}, "z": {0: batch}},
-                      opset_version=OPSET, external_data=False, optimize=True)
+    frames = torch.export.Dim("frames", min=3, max=100000)
+    dyn = {"x_t": {0: batch, 1: frames}, "t": {0: batch}, "text": {0: batch}, "z": {0: batch}}
+    if gen.config.sparse:
+        dyn.update({"key_idx": {0: batch, 1: torch.export.Dim("keys", min=2, max=100000)},
+                    "interp_left": {0: batch, 1: frames}, "interp_w": {0: batch, 1: frames}})
+    torch.onnx.export(gen, tuple(torch.from_numpy(feeds[k]) for k in names), str(path),
+                      dynamo=True, input_names=list(names), output_names=["x0"],
+                      dynamic_shapes=dyn, opset_version=OPSET, external_data=False,
+                      optimize=False)
     return path
 
 
@@ -397,7 +428,7 @@ def parity(torch, gen, path: Path, seed: int = 0) -> float:
     for B, N in ((1, 17), (2, 120), (3, 200)):
         feeds = example_feeds(gen.config, B, N, rng)
         with torch.no_grad():
-            ref = gen(*(torch.from_numpy(feeds[k]) for k in net.INPUT_NAMES)).numpy()
+            ref = gen(*(torch.from_numpy(feeds[k]) for k in net.input_names(gen.config))).numpy()
         worst = max(worst, float(np.abs(ref - sess.run(["x0"], feeds)[0]).max()))
     return worst
 
@@ -406,9 +437,9 @@ def write_package(out: Path, onnx_path: Path, gen, mean, std, te_manifest, *, na
                   description, training: dict, steps_t: int, guidance: float, max_frames: int,
                   backend: str = "auto", data_licence=True, default=True, metrics=None,
                   grounding: dict | None = None) -> dict:
-    """``out``: ``generator.onnx``, ``generator.pt`` (float32), ``stats.npz``, the manifest."""
+    """``out``: ``generator.onnx`` (its weights serve the PyTorch path too), ``stats.npz``,
+    the manifest."""
     ts.package_files(out, {"generator.onnx": onnx_path}, mean, std)
-    ts.save_torch_weights(gen, out / "generator.pt", "float32")
     cfg = gen.config
     manifest = ts.package_manifest(
         KIND, name=name, version=version, description=description, default=default,
@@ -419,13 +450,21 @@ def write_package(out: Path, onnx_path: Path, gen, mean, std, te_manifest, *, na
                "guidance": float(guidance), "key_fraction": 0.2, "min_frames": 10,
                "max_frames": int(max_frames), "backend": backend,
                **({"grounding": dict(grounding)} if grounding else {})},
-        files={"generator.onnx": {"purpose": "one EMDM step: x_t, t, text, z -> x0"},
-               "generator.pt": {"purpose": "float32 PyTorch state dict of the same generator "
-                                           "(the PyTorch path; needs torch)"},
+        files={"generator.onnx": {"purpose": "one EMDM step: x_t, t, text, z (+ keyframes) "
+                                             "-> x0; its named weights also load the PyTorch "
+                                             "path (needs torch and onnx)"},
                "stats.npz": {"purpose": "feature normalisation mean/std (257,)"}},
         training=training, metrics=metrics)
     path = write_manifest(out, manifest)
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _in_repo(path):
+    """``path`` relative to the repository when inside it (no machine path in a manifest)."""
+    if not path:
+        return path
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
 
 
 def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence=True,
@@ -447,7 +486,7 @@ def export(trainer, args, torch, feat_mean, feat_std, argv=None, *, data_licence
                             ("adv", "rec", "pos", "vel", "foot", "lip")},
                 "r1": args.r1, "r1_every": args.r1_every, "ema": args.ema,
                 "cond_drop": args.cond_drop, "max_frames": args.max_frames,
-                "init_from": args.init_from, "from_weights": args.from_weights,
+                "init_from": _in_repo(args.init_from), "from_weights": _in_repo(args.from_weights),
                 "captions_per_pair": args.captions_per_pair, "balance": args.balance,
                 "discriminator": trainer.dcfg.to_dict(),
                 "parameters": sum(p.numel() for p in gen.parameters()),
@@ -506,7 +545,8 @@ def parse_args(argv=None):
     ap.add_argument("--r1-every", type=int, default=4, help="lazy R1: every N steps")
     ap.add_argument("--init-from", default=None,
                     help="start the generator from these weights (sMDM's denoiser.pt of the "
-                         "same sizes, or an ema-<step>.pt)")
+                         "same sizes, or an ema-<step>.pt; default: the config's, 'none': "
+                         "from scratch)")
     ap.add_argument("--captions-per-pair", type=int, default=96)
     ap.add_argument("--balance", type=float, default=0.5)
     ap.add_argument("--log-every", type=int, default=50)
@@ -532,6 +572,10 @@ def parse_args(argv=None):
     for k in ("batch", "max_frames", "lr", "lr_d", "steps"):
         if getattr(args, k) is None:
             setattr(args, k, cfg[k])
+    if args.init_from is None and cfg["init_from"]:  # the config's (in the repository)
+        args.init_from = str(ROOT / cfg["init_from"])
+    elif args.init_from == "none":
+        args.init_from = None
     args.stages = (STAGE,)
     args.stage_steps, args.stage_lr = {STAGE: args.steps}, {STAGE: args.lr}
     if args.work is None:
