@@ -4,9 +4,10 @@
 For 6 s and 10 s motions, one result, the package's guidance: sMDM at 10 and 50 DDIM steps with
 onnxruntime and with PyTorch (the package's ``denoiser.pt``; skipped when torch is missing);
 MotionLCM at 1, 2 and 4 consistency steps (onnxruntime); EMDM at 1, 5 and 10 steps (the step
-counts that divide its trained 10; onnxruntime and its ``generator.pt`` in PyTorch). ``--model`` may be given several
-times (default: the default sMDM, and the default MotionLCM when one is installed), so the
-models are compared in one run on the same machine state:
+counts that divide its trained 10; onnxruntime and the weights of its ``generator.onnx`` in
+PyTorch). ``--model`` may be given several times (default: the default sMDM, and the default
+MotionLCM and EMDM when installed), so the models are compared in one run on the same machine
+state:
 
   text      caption → sentence embedding (the shipped ONNX text encoder)
   sampling  the sampling loop (numpy) with the denoiser (sMDM: 2 rows per step for guidance;
@@ -71,15 +72,15 @@ def run_once(model, seconds, steps, seed):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", default=None,
-                    help="package folder, repeatable (default: the default sMDM and MotionLCM)")
+                    help="package folder, repeatable (default: the default sMDM, MotionLCM, EMDM)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="CPU", choices=("CPU", "CUDA", "AUTO"))
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     reg = registry.get_registry()
-    pkgs = args.model or [p.path for p in (reg.default("smdm"), _default_or_none(reg, "motionlcm"))
-                          if p is not None]
+    pkgs = args.model or [p.path for p in (reg.default("smdm"), _default_or_none(reg, "motionlcm"),
+                                           _default_or_none(reg, "emdm")) if p is not None]
     settings = RuntimeSettings(device=args.device, threads=args.threads)
     try:
         import torch  # noqa: F401
