@@ -32,15 +32,16 @@ generator, EMA of the generator (exported). Training runs through
 GAN training is not monotone, so the package to ship is the snapshot the evaluator likes
 best — export each with ``--from-weights work/ema-<step>.pt --export DIR`` and compare them
 with ``training/evaluate.py`` (``docs/emdm.md``). ``--init-from`` starts the generator from a
-denoiser of the same sizes (sMDM's ``denoiser.pt``: the layers share names; the ``gpu``
-config has sMDM default's sizes).
+denoiser of the same sizes (the ``cpu`` and ``gpu`` configs: the shipped sMDM's
+``denoiser.pt``, whose layers the sparse generator shares; ``none``: from scratch).
 
 Data: the train split and its mirror image, sMDM 1.1.0's captions (``--captions-per-pair``,
 ``--balance``) and its caption-embedding cache (``train_kmm.load_data``).
 
-Then ``--export``: ``generator.onnx`` (inputs x_t, t, text, z; output x0; dynamic batch and
-frames), torch vs onnxruntime parity (refused above 1e-3), ``generator.pt`` (float32 state
-dict: the PyTorch path), ``stats.npz`` and the manifest.
+Then ``--export``: ``generator.onnx`` (inputs x_t, t, text, z and, for the sparse generator,
+sMDM's key_idx, interp_left, interp_w; output x0; dynamic batch, frames and keys; exported
+unoptimised so that its named weights also load the PyTorch path), torch vs onnxruntime
+parity (refused above 1e-3), ``stats.npz`` and the manifest.
 
 On GPUs (``training/distributed.py``): ``--device cuda``, or ``torchrun --nproc_per_node N``
 (the generator in DistributedDataParallel, the discriminator's gradients averaged by hand:
@@ -50,11 +51,9 @@ batch; bf16 autocast unless ``--no-amp``)::
     torchrun --standalone --nproc_per_node 4 training/train_emdm.py --config gpu --device cuda \\
         --seed 0 --resume --snapshot-every 5000 --export build/emdm/gpu-package
 
-The real model on 2 CPU cores (``--config cpu``, ≤ 3 h; ``docs/emdm.md`` has the measured
-seconds per step: ``--time-steps 20`` times it without training)::
-
-    nohup .venv-train/bin/python training/train_emdm.py --config cpu --seed 0 --threads 1 \\
-        --resume --snapshot-every 500 --export build/emdm/cpu-package > build/emdm/train.log 2>&1 &
+The shipped model on 2 CPU cores (``--config cpu``; the exact command is in
+``models/emdm-default/manifest.json`` and ``docs/emdm.md``; ``--time-steps 20`` times a step
+without training).
 """
 from __future__ import annotations
 
@@ -94,7 +93,7 @@ CONFIGS = {
     # keyframe tokens; + the z MLP), started from the shipped sMDM (--init-from)
     "cpu": dict(gen=dict(width=256, layers=4, heads=4, ff=1024, dropout=0.1, sparse=True),
                 disc=dict(width=128, layers=2, heads=4, ff=256),
-                batch=32, max_frames=200, steps=3000, lr=5e-5, lr_d=1e-4,
+                batch=32, max_frames=200, steps=600, lr=5e-5, lr_d=1e-4,
                 init_from=SMDM_DEFAULT),
     # the first CPU design: a dense 4 x 128 generator (attention over every frame) from
     # scratch; 3,000 steps gave FID 0.47 (docs/emdm.md), kept for the record
