@@ -8,15 +8,15 @@ weights in PyTorch as a fallback).
     gen = model.generate("a person walks forward", seconds=6, seed=7)   # a Generation
     gen.features[0], gen.keys[0], gen.motion(0)
 
-EMDM (``inference/emdm_net.py``) learns each of T large denoising steps with a conditional
-GAN, so T = 10 steps (the package's ``steps_t``) replace diffusion's 50+. The sampling loop
-runs in numpy: x at the top level is N(0, I); each step the generator predicts x0 from
-(x_k, t_k, text, z) — the sparse generator (the shipped one: sMDM's denoiser plus z) also
-takes keyframes, chosen as sMDM chooses them (uniform, then Visvalingam-Whyatt keyframes of
-the last estimate once t <= gamma·1000) — classifier-free guidance ``u + g·(c − u)`` over one batch holding the
-conditional rows and the unconditional ones (zero text, the same z) — and, unless it is the
-last step, x is drawn from the posterior q(x_j | x_k, x0) at the next level. Fewer steps
-than trained are allowed when they divide T (their levels are trained levels). Keyframes:
+EMDM (``inference/emdm_net.py``) learns each of T large denoising steps with a conditional GAN,
+so T = 10 steps (the package's ``steps_t``) replace diffusion's 50+. The sampling loop runs in
+numpy: x at the top level is N(0, I); each step the generator predicts x0 from (x_k, t_k, text,
+z) — the sparse generator (the shipped one: sMDM's denoiser plus z) also takes keyframes,
+chosen as sMDM chooses them (uniform, then Visvalingam-Whyatt keyframes of the last estimate
+once t <= gamma·1000) — with classifier-free guidance ``u + g·(c − u)`` over one batch holding
+the conditional rows and the unconditional ones (zero text, the same z) — and, unless it is the
+last step, x is drawn from the posterior q(x_j | x_k, x0) at the next level. Fewer steps than
+trained are allowed when they divide T (their levels are trained levels). Keyframes:
 Visvalingam-Whyatt on the result (``generation.vw_keyframes``), as for every model that does
 not choose its own.
 
@@ -25,9 +25,10 @@ level, then per step z (64) and, before the next step, the posterior noise — s
 gives the same motions whatever the number of results.
 
 ``backend``: "onnx", "torch" (the weights of ``generator.onnx`` in PyTorch — needs torch and
-the ``onnx`` package — CUDA when the runtime settings allow it and torch has it, else the CPU) or "auto" (onnx, and torch when onnxruntime cannot
-load the intact graph, e.g. an operator this onnxruntime lacks). None: the package's
-``model.backend`` (default "auto"). A missing or modified file is an error either way.
+the ``onnx`` package — CUDA when the runtime settings allow it and torch has it, else the CPU)
+or "auto" (onnx, and torch when onnxruntime cannot load the intact graph, e.g. an operator this
+onnxruntime lacks). None: the package's ``model.backend`` (default "auto"). A missing or
+modified file is an error either way.
 """
 from __future__ import annotations
 
@@ -39,7 +40,6 @@ from ..errors import Cancelled, InputError
 from . import emdm_net as _net
 from . import generation as _gen
 from . import smdm_core as _core
-from ..motion import features as _feat
 from .errors import ModelPackageError
 from .package import ModelPackage, PackageError, describe_errors, load_package
 from .runtime import RuntimeSettings, state_from_onnx
