@@ -91,7 +91,10 @@ def assert_continuous(obj, frames):
     assert step.sum() > 0.5  # the walks move (metres)
     heads = fx.world_points(obj, range(first, last + 1))[:, 0::2]
     step = np.linalg.norm(np.diff(heads, axis=0), axis=-1).max(axis=1)
-    assert step[near].max() <= step[~near].max() + 1e-6, (step[near].max(), step[~near].max())
+    # 1.25x: the tiny KMM trains differently from build to build (a fresh clone's gave a
+    # boundary step 1.07x its largest inner one); a quaternion on the wrong hemisphere swings
+    # a bone the long way round, several times any step the motion makes
+    assert step[near].max() <= 1.25 * step[~near].max(), (step[near].max(), step[~near].max())
 
 
 def test_timeline_is_one_action_with_a_marker_per_segment():
