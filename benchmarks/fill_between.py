@@ -115,12 +115,16 @@ def main(argv=None):
     ap.add_argument("--no-foot-lock", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the numbers here")
+    ap.add_argument("--package", default=None,
+                    help="an sMDM package (default: the registry's default sMDM)")
+    ap.add_argument("--split", default="test",
+                    help="the dataset split whose clips are filled (tune on 'val', report 'test')")
     a = ap.parse_args(argv)
 
     d = ds.load_dataset(a.dataset)
-    idx = [int(i) for i in d.indices("test") if d.clip(int(i))["frames"] >= a.min_frames]
+    idx = [int(i) for i in d.indices(a.split) if d.clip(int(i))["frames"] >= a.min_frames]
     idx = idx[::max(1, len(idx) // a.clips)][:a.clips]
-    model = SmdmModel(registry.get_registry().default("smdm"),
+    model = SmdmModel(a.package or registry.get_registry().default("smdm"),
                       settings=RuntimeSettings(threads=a.threads)).load()
     fps = d.fps
     rows = {}

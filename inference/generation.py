@@ -355,15 +355,16 @@ class ModelGenerator:
     def __init__(self, package=None, kind: str = "smdm", steps: int | None = None,
                  guidance: float | None = None, gamma: float | None = None,
                  max_frames: int = 200, min_frames: int = 10, threads: int = 0,
-                 foot_lock: bool = True, grounding=None, **model_kwargs):
+                 foot_lock: bool = True, grounding=None, key_fraction: float | None = None,
+                 **model_kwargs):
         if package is None:
             from . import registry
 
             package = registry.get_registry().default(kind)
         self.model = open_model(package, settings=RuntimeSettings(threads=int(threads)),
                                 **model_kwargs).load()
-        self.kw = {k: v for k, v in dict(steps=steps, guidance=guidance, gamma=gamma).items()
-                   if v is not None}
+        self.kw = {k: v for k, v in dict(steps=steps, guidance=guidance, gamma=gamma,
+                                         key_fraction=key_fraction).items() if v is not None}
         self.kw["grounding"] = grounding
         self.max_frames, self.min_frames = int(max_frames), int(min_frames)
         self.foot_lock = bool(foot_lock)

@@ -37,9 +37,66 @@ from ..motion.skeleton import forward_kinematics
 from . import smdm_core as core
 
 __all__ = ["Keyframes", "Fill", "Imputation", "offset_blend", "blend_to_keys", "place",
-           "smoothstep_weights"]
+           "smoothstep_weights", "known_channels", "known_inputs", "ROOT_CHANNELS"]
 
 J = SKELETON.num_joints
+ROOT_CHANNELS = 4  # the root's ground x, z (m) and heading cos, sin, after the features
+ROOT_SCALE_CM = 100.0
+
+
+def known_channels(joints, root_known, lay=None):
+    """``(rows, cols)`` of the feature channels that known poses fix: the rotation channels of
+    each known joint on its frames, the root height where the root is known, and the
+    (root-relative) joint positions of frames where every joint and the root are known.
+    ``joints (N, 21)`` and ``root_known (N,)`` bool."""
+    lay = lay or _feat.feature_layout()
+    joints = np.asarray(joints, dtype=bool)
+    root_known = np.asarray(root_known, dtype=bool)
+    cols, rows = [], []
+    rot = lay["rotations"].start
+    for j in range(J):
+        fr = np.flatnonzero(joints[:, j])
+        for c in range(rot + 6 * j, rot + 6 * j + 6):
+            rows.append(fr)
+            cols.append(np.full(len(fr), c))
+    fr = np.flatnonzero(root_known)
+    rows.append(fr)
+    cols.append(np.full(len(fr), lay["root_height"].start))
+    full = np.flatnonzero(joints.all(axis=1) & root_known)
+    jp = lay["joint_positions"]
+    for c in range(jp.start, jp.stop):
+        rows.append(full)
+        cols.append(np.full(len(full), c))
+    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
+
+
+def known_inputs(features, joints, root_known, mean, std):
+    """The denoiser's ``known`` and ``known_mask`` (``(N, D + 4)`` float32 each) for known
+    poses: ``features (N, D)`` raw features of a motion holding the known values (unknown
+    frames are ignored), ``joints (N, 21)`` / ``root_known (N,)`` what is known where. The
+    first D channels: the normalised features of :func:`known_channels`; the last 4: where the
+    root is known, its ground position (m) and heading relative to the first root-known frame
+    (the features' frame of that frame: facing +Z at the origin). Training
+    (``training/train_smdm.py --known``) and Fill Between use this one function."""
+    f = np.asarray(features, dtype=np.float64)
+    N, D = f.shape
+    lay = _feat.feature_layout()
+    rows, cols = known_channels(joints, root_known, lay)
+    known = np.zeros((N, D + ROOT_CHANNELS), dtype=np.float32)
+    mask = np.zeros((N, D + ROOT_CHANNELS), dtype=np.float32)
+    norm = (f - np.asarray(mean, dtype=np.float64)) / np.asarray(std, dtype=np.float64)
+    known[rows, cols] = norm[rows, cols]
+    mask[rows, cols] = 1.0
+    rk = np.flatnonzero(np.asarray(root_known, dtype=bool))
+    if len(rk):
+        theta, root = _feat._root_trajectory(f, lay)
+        k0 = int(rk[0])
+        rel = _feat._yaw(theta[k0], root[rk] - root[k0], inverse=True)
+        a = theta[rk] - theta[k0]
+        known[rk, D:] = np.stack([rel[:, 0] / ROOT_SCALE_CM, rel[:, 2] / ROOT_SCALE_CM,
+                                  np.cos(a), np.sin(a)], axis=1)
+        mask[rk, D:] = 1.0
+    return known, mask
 
 
 @dataclass
@@ -226,25 +283,12 @@ class Imputation:
         self.lay = lay
         N = known.frames
         target = _feat.motion_to_features(known.quats, known.root)
-        cols, rows = [], []
-        rot = lay["rotations"].start
-        for j in range(J):  # the joints' rotation channels where they are known
-            fr = np.flatnonzero(known.joints[:, j])
-            for c in range(rot + 6 * j, rot + 6 * j + 6):
-                rows.append(fr)
-                cols.append(np.full(len(fr), c))
-        fr = np.flatnonzero(known.root_known)  # root height
-        rows.append(fr)
-        cols.append(np.full(len(fr), lay["root_height"].start))
-        full = np.flatnonzero(known.joints.all(axis=1) & known.root_known)
-        jp = lay["joint_positions"]  # joint positions (root-relative) of fully known frames
-        for c in range(jp.start, jp.stop):
-            rows.append(full)
-            cols.append(np.full(len(full), c))
-        self.rows = np.concatenate(rows).astype(np.int64)
-        self.cols = np.concatenate(cols).astype(np.int64)
+        self.rows, self.cols = known_channels(known.joints, known.root_known, lay)
         self.values = target[self.rows, self.cols]
         self.dense = ((target - self.mean) / self.std).astype(np.float32)
+        # the denoiser's known-keyframe inputs (models trained with them; others ignore them)
+        self.known_in, self.known_mask = known_inputs(target, known.joints, known.root_known,
+                                                      self.mean, self.std)
         self.forced = known.known_frames
         rk = np.flatnonzero(known.root_known)
         self.root_rows = rk

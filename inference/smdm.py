@@ -62,6 +62,7 @@ class SmdmModel(_gen.TextToMotionModel):
         super().__init__(package, settings=settings, text_encoder=text_encoder)
         self.backend = backend
         self.mean = self.std = None
+        self.known_dim = 0
         self.abar = core.cosine_alphas_cumprod(core.TIMESTEPS)
 
     # --- loading ---------------------------------------------------------------------------
@@ -80,21 +81,24 @@ class SmdmModel(_gen.TextToMotionModel):
                 def run(feeds):
                     return sess.run(["x0"], feeds)[0]
             else:
-                from .smdm_net import DenoiserConfig, build_denoiser
+                from .smdm_net import DenoiserConfig, build_denoiser, input_names
 
                 net_cfg = DenoiserConfig.from_dict(cfg.get("config") or {})
                 runner = pkg.torch_module(lambda torch: build_denoiser(torch, net_cfg),
                                           TORCH_FILE, self.settings)
                 self._device = runner.choice
 
+                names = input_names(net_cfg)
+
                 def run(feeds):
-                    return runner(*(feeds[k] for k in ("x_t", "t", "text", "key_idx",
-                                                        "interp_left", "interp_w")))
+                    return runner(*(feeds[k] for k in names))
         enc = self._text_encoder or self._make_text_encoder(pkg)
         self.package, self.mean, self.std = pkg, mean, std
         self.config = {"key_fraction": core.KEY_FRACTION, "gamma": 0.1, "guidance": 2.5,
                        "steps": 50, **cfg}
         self._text_encoder = enc
+        # models trained with known keyframes (Fill Between) take two more inputs
+        self.known_dim = int((cfg.get("config") or {}).get("known_dim", 0))
         self._run = run
 
     # --- checks ----------------------------------------------------------------------------
@@ -215,6 +219,12 @@ class SmdmModel(_gen.TextToMotionModel):
         text = np.repeat(emb[None], R, axis=0)
         if cond:
             text = np.concatenate([text, np.zeros_like(text)])
+        if self.known_dim:  # zeros: nothing known (plain text-to-motion)
+            shape = (R, N, self.known_dim)
+            known_in = np.zeros(shape, np.float32) if fill is None else \
+                np.broadcast_to(fill.known_in, shape).astype(np.float32)
+            known_mask = np.zeros(shape, np.float32) if fill is None else \
+                np.broadcast_to(fill.known_mask, shape).astype(np.float32)
         uniform = core.uniform_keys(N, K) if fill is None else fill.uniform_keys(N, K)
         select = core.vw_keys if fill is None else fill.vw_keys
         keys = [uniform] * R
@@ -228,6 +238,8 @@ class SmdmModel(_gen.TextToMotionModel):
             key_idx, left, w = core.interpolation_batch(keys, N)
             feeds = {"x_t": x, "t": np.full(R, t, dtype=np.int64), "text": text,
                      "key_idx": key_idx, "interp_left": left, "interp_w": w}
+            if self.known_dim:
+                feeds["known"], feeds["known_mask"] = known_in, known_mask
             if cond:
                 feeds = {k: (v if k == "text" else np.concatenate([v, v])) for k, v in feeds.items()}
             out = np.asarray(self._run(feeds), dtype=np.float32)

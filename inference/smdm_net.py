@@ -20,6 +20,14 @@ One call predicts the clean motion ``x0`` from the noisy motion ``x_t``::
    interpolation; since the next block gathers the keyframe tokens again (which interpolation
    leaves unchanged), this equals one interpolation after the last block, which is what runs.
 4. A second Lipschitz MLP maps every one of the N frames back to features: ``x0`` (B, N, 257).
+
+**Known keyframes** (``known_dim`` > 0; Fill Between, issue 16): two more inputs, ``known``
+(B, N, known_dim) normalised known values and ``known_mask`` (B, N, known_dim) 1 where a value
+is known (``inference.inbetween.known_inputs``: the features' channels an animator's key
+fixes, plus the root's ground position and heading relative to the first known root frame).
+At the keyframes (the known frames always among them) a zero-initialised linear layer adds
+``[known·mask, mask]`` to the tokens, so a model fine-tuned from one without it starts as that
+model; all-zero masks are plain text-to-motion.
 """
 from __future__ import annotations
 
@@ -27,10 +35,17 @@ import math
 from dataclasses import asdict, dataclass
 
 __all__ = ["DenoiserConfig", "build_denoiser", "denoiser_class", "sinusoid_encoding", "io_layer", "lipschitz_loss",
-           "INPUT_NAMES", "OUTPUT_NAMES"]
+           "INPUT_NAMES", "KNOWN_INPUTS", "OUTPUT_NAMES", "input_names"]
 
 INPUT_NAMES = ("x_t", "t", "text", "key_idx", "interp_left", "interp_w")
+KNOWN_INPUTS = ("known", "known_mask")
 OUTPUT_NAMES = ("x0",)
+
+
+def input_names(config) -> tuple:
+    """The denoiser's inputs for ``config`` (a :class:`DenoiserConfig` or its dict)."""
+    k = config.get("known_dim", 0) if isinstance(config, dict) else config.known_dim
+    return INPUT_NAMES + (KNOWN_INPUTS if k else ())
 
 
 @dataclass
@@ -45,6 +60,7 @@ class DenoiserConfig:
     lipschitz: bool = True
     max_frames: int = 2400  # positional encoding period (frames) is far beyond any clip
     timesteps: int = 1000
+    known_dim: int = 0  # > 0: the known-keyframe inputs (features + 4 root channels)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -177,17 +193,27 @@ def denoiser_class(torch, config: DenoiserConfig | None = None):
             self.text_proj = nn.Linear(cfg.text_dim, d)
             self.blocks = nn.ModuleList([Block() for _ in range(cfg.layers)])
             self.ln_f = nn.LayerNorm(d)
+            if cfg.known_dim:
+                self.known_proj = nn.Linear(2 * cfg.known_dim, d)
+                nn.init.zeros_(self.known_proj.weight)
+                nn.init.zeros_(self.known_proj.bias)
 
         def lipschitz_loss(self):
             """Π softplus(c_i) per MLP, summed over the two MLPs (0 without them)."""
             return lipschitz_loss(torch, (self.inp, self.out))
 
-        def forward(self, x_t, t, text, key_idx, interp_left, interp_w, cond_extra=None):
+        def forward(self, x_t, t, text, key_idx, interp_left, interp_w, known=None,
+                    known_mask=None, cond_extra=None):
             B, N, D = x_t.shape
             K = key_idx.shape[1]
             d = cfg.width
             xk = torch.gather(x_t, 1, key_idx[:, :, None].expand(B, K, D))
             h = self.inp(xk) + sinusoid(key_idx, d)
+            if cfg.known_dim and known is not None:
+                idx = key_idx[:, :, None].expand(B, K, cfg.known_dim)
+                mk = torch.gather(known_mask, 1, idx)
+                kk = torch.gather(known, 1, idx) * mk
+                h = h + self.known_proj(torch.cat([kk, mk], dim=-1))
             cond = self.time_mlp(sinusoid(t, d)) + self.text_proj(text)
             if cond_extra is not None:
                 cond = cond + cond_extra

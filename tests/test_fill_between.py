@@ -135,3 +135,107 @@ def test_blend_to_keys_ignores_quaternion_signs(walk):
     step = np.linalg.norm(np.diff(fk(b_q, b_x), axis=0), axis=-1).max()
     assert step < 1.5 * np.linalg.norm(np.diff(fk(q, x), axis=0), axis=-1).max()
     assert np.all(np.sum(b_q[1:] * b_q[:-1], -1) >= 0)  # hemisphere-continuous
+
+
+# --------------------------------------------------------------------------- known-keyframe inputs
+
+
+def test_known_inputs_mark_what_the_keys_fix(walk):
+    """The denoiser's known-keyframe inputs: exactly the channels the imputation imposes, the
+    root's ground position and heading relative to the first known root frame, zero
+    elsewhere; the same function serves training and Fill Between."""
+    from sparse_motion.motion import features as feat
+
+    q, x = rcore.procedural_walk(seconds=3.0, fps=20, turn=0.6)  # a curving walk
+    x = x + np.array([40.0, 0.0, -25.0])
+    N = len(q)
+    f = feat.motion_to_features(q, x)
+    D = f.shape[1]
+    mean, std = f.mean(0), np.maximum(f.std(0), 1e-2)
+    keys = np.array([10, 30, N - 1])
+    known = ib.Keyframes.full(q, x, keys)
+    vals, mask = ib.known_inputs(f, known.joints, known.root_known, mean, std)
+    assert vals.shape == mask.shape == (N, D + ib.ROOT_CHANNELS)
+    rows, cols = ib.known_channels(known.joints, known.root_known)
+    want = np.zeros((N, D), bool)
+    want[rows, cols] = True
+    np.testing.assert_array_equal(mask[:, :D] > 0, want)
+    assert set(np.flatnonzero(mask.any(axis=1))) == set(keys.tolist())
+    np.testing.assert_allclose(vals[rows, cols], ((f - mean) / std)[rows, cols], atol=1e-5)
+    assert np.all(vals[mask == 0] == 0)
+    # root channels: the first known root frame at the origin facing +Z, the others where the
+    # walk took them (in its frame, metres), against the motion's own world positions
+    np.testing.assert_allclose(vals[10, D:], [0.0, 0.0, 1.0, 0.0], atol=1e-6)
+    th = feat.heading_angles(q[:, 0])
+    for k in keys[1:]:
+        d = feat._yaw(th[10], (x[k] - x[10])[None], inverse=True)[0]
+        np.testing.assert_allclose(vals[k, D:D + 2], [d[0] / 100, d[2] / 100], atol=2e-3)
+        a = th[k] - th[10]
+        np.testing.assert_allclose(vals[k, D + 2:], [np.cos(a), np.sin(a)], atol=2e-3)
+    # only some joints, no root: their rotation channels and nothing of the root
+    joints = np.zeros((N, 21), bool)
+    joints[np.ix_(keys, [3, 4])] = True
+    vals, mask = ib.known_inputs(f, joints, np.zeros(N, bool), mean, std)
+    assert mask[:, D:].sum() == 0 and mask.sum() == len(keys) * 2 * 6
+
+
+def test_known_layer_starts_as_the_model_it_is_fine_tuned_from():
+    """A denoiser with the known-keyframe inputs, loaded from one without them, predicts the
+    same whatever it is told is known (the new layer starts at zero): fine-tuning starts from
+    the shipped model, not from scratch."""
+    torch = pytest.importorskip("torch")
+    from sparse_motion.inference import smdm_core as core
+    from sparse_motion.inference.smdm_net import DenoiserConfig, build_denoiser, input_names
+
+    cfg = DenoiserConfig(width=32, layers=1, heads=2, ff=64, dropout=0.0)
+    kcfg = DenoiserConfig(**{**cfg.to_dict(), "known_dim": cfg.feature_dim + 4})
+    assert input_names(kcfg)[-2:] == ("known", "known_mask") and len(input_names(cfg)) == 6
+    torch.manual_seed(0)
+    base = build_denoiser(torch, cfg).eval()
+    tuned = build_denoiser(torch, kcfg).eval()
+    missing, unexpected = tuned.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and set(missing) == {"known_proj.weight", "known_proj.bias"}
+    B, N = 2, 30
+    keys, left, w = core.interpolation_batch([core.uniform_keys(N, 7)] * B, N)
+    args = (torch.randn(B, N, cfg.feature_dim), torch.tensor([5, 700]),
+            torch.randn(B, cfg.text_dim), torch.from_numpy(keys), torch.from_numpy(left),
+            torch.from_numpy(w))
+    known = torch.randn(B, N, kcfg.known_dim)
+    mask = (torch.rand(B, N, kcfg.known_dim) < 0.5).float()
+    with torch.no_grad():
+        ref = base(*args)
+        torch.testing.assert_close(tuned(*args, known, mask), ref)
+        torch.nn.init.normal_(tuned.known_proj.weight)  # once trained, the keys matter
+        assert (tuned(*args, known, mask) - ref).abs().max() > 1e-3
+        torch.testing.assert_close(tuned(*args, torch.zeros_like(known),
+                                         torch.zeros_like(mask)), ref)
+
+
+def test_training_with_known_keys(tmp_path, walk):
+    """A tiny model trained by the real training code with ``--known`` exports the two inputs,
+    and onnxruntime and PyTorch fill alike through them; plain generation still runs."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    import tiny_smdm
+
+    out = tmp_path / "pkg"
+    manifest = tiny_smdm.build(out, steps=40, seed=0, log=lambda m: None,
+                               train_args=("--known", "0.5"))
+    names = [i["name"] for i in manifest["files"]["denoiser.onnx"]["inputs"]]
+    assert names[-2:] == ["known", "known_mask"]
+    assert manifest["model"]["config"]["known_dim"] == 257 + ib.ROOT_CHANNELS
+    q, x = walk
+    known = ib.Keyframes.full(q, x, [0, 30, 60, 100])
+    got = {}
+    for backend in ("onnx", "torch"):
+        m = SmdmModel(out, backend=backend, settings=RuntimeSettings(threads=1)).load()
+        assert m.known_dim == 261
+        res = m.fill(known, "", seed=1, steps=10)
+        got[backend] = res.generation.features
+        np.testing.assert_allclose(fk(*res.motions[0])[[0, 30, 60, 100]], fk(q, x)[[0, 30, 60, 100]],
+                                   atol=1e-4)
+        assert m.generate("a person walks", seconds=2.0, steps=10).features.shape[-1] == 257
+    np.testing.assert_allclose(got["onnx"], got["torch"], atol=2e-3)

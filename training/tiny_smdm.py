@@ -112,7 +112,7 @@ def build(out: Path, steps: int = 300, seed: int = 0, log=print, *, train_args=(
     areas = [ts.core.vw_areas(feat.features_to_positions(f)) for f in raw]
     caps = [rows[k] for k in kinds]
     # no mirror images: the synthetic kinds are already symmetric
-    data = ts.TrainClips(norm, norm, areas, caps, caps)
+    data = ts.TrainClips(norm, norm, areas, caps, caps, stats=(mean, std))
     args = ts.parse_args(["--config", "tiny", "--seed", str(seed), "--steps", str(steps),
                           "--work", str(out) + ".work", "--warmup", "30", "--ema", "0.99",
                           *train_args])

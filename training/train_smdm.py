@@ -72,7 +72,10 @@ devimport.load()
 import distributed  # noqa: E402
 
 from sparse_motion.inference import smdm_core as core  # noqa: E402
-from sparse_motion.inference.smdm_net import DenoiserConfig, build_denoiser, INPUT_NAMES  # noqa: E402
+from sparse_motion.inference.smdm_net import DenoiserConfig, build_denoiser, input_names  # noqa: E402
+from sparse_motion.inference.inbetween import ROOT_CHANNELS, known_inputs  # noqa: E402
+from sparse_motion.keyframes import vw as _vw  # noqa: E402
+from sparse_motion.motion.canonical import SKELETON as _SK  # noqa: E402
 from sparse_motion.inference.package import write_manifest  # noqa: E402
 from sparse_motion.motion import captions as _cap  # noqa: E402
 from sparse_motion.motion import dataset as _ds  # noqa: E402
@@ -135,8 +138,10 @@ class TrainClips:
     Also usable with any list of (features, caption rows) for synthetic tests.
     """
 
-    def __init__(self, feats, feats_mirror, areas, caps, caps_mirror, weights=None):
+    def __init__(self, feats, feats_mirror, areas, caps, caps_mirror, weights=None, stats=None):
         self.feats = {False: feats, True: feats_mirror}
+        # (mean, std) of the normalisation: the known-keyframe inputs need raw features
+        self.stats = stats
         self.areas = areas
         self.caps = {False: caps, True: caps_mirror}
         self.lengths = np.array([len(f) for f in feats])
@@ -165,9 +170,13 @@ class TrainClips:
                                              captions_of(content, c["style"])])
                 out.append(rows_of[key])
         weights = balance_weights([ds.clips[int(i)]["content"] for i in idx], balance_power)
-        return cls(feats, mfeats, areas, caps, mcaps, weights)
+        return cls(feats, mfeats, areas, caps, mcaps, weights, stats=(ds.mean, ds.std))
 
-    def batch(self, rng, B, max_frames, keys_mode, cond_drop, text_emb):
+    def batch(self, rng, B, max_frames, keys_mode, cond_drop, text_emb, known_p: float = 0.0):
+        """One training batch ``(x0, text, keys, left, w)``; with ``known_p`` > 0 also
+        ``(known, known_mask)``: each clip has, with probability ``known_p``, an animator's
+        keys (:func:`draw_known`; its text dropped half the time, as a fill often has no
+        prompt), the known frames always among its keyframes."""
         # one length per batch, drawn from the clip lengths
         n_pick = int(self.lengths[rng.integers(len(self.lengths))])
         N = int(min(max(n_pick, MIN_FRAMES), max_frames, self.lengths.max()))
@@ -178,23 +187,78 @@ class TrainClips:
             p = self.weights[eligible]
             ids = rng.choice(eligible, size=B, replace=True, p=p / p.sum())
         K = core.key_count(N)
-        x0 = np.empty((B, N, self.feats[False][0].shape[1]), dtype=np.float32)
-        keys = np.empty((B, K), dtype=np.int64)
+        D = self.feats[False][0].shape[1]
+        x0 = np.empty((B, N, D), dtype=np.float32)
         text = np.zeros((B, text_emb.shape[1]), dtype=np.float32)
+        picks, forced, rand = [], [], {}
         for b, j in enumerate(ids):
             m = bool(rng.random() < 0.5)
             f = self.feats[m][j]
             s = int(rng.integers(0, len(f) - N + 1))
             x0[b] = f[s:s + N]
-            if keys_mode == "vw":
-                keys[b] = core.keys_from_areas(self.areas[j], K, s, s + N)
-            else:
-                keys[b] = core.random_keys(N, K, rng)
-            if rng.random() >= cond_drop:
+            picks.append((j, s))
+            has = known_p > 0 and rng.random() < known_p
+            forced.append(draw_known(rng, N) if has else None)
+            if keys_mode != "vw" and not has:  # drawn here: the ablation's random stream
+                rand[b] = core.random_keys(N, K, rng)
+            if rng.random() >= (cond_drop if not has else max(cond_drop, 0.5)):
                 rows = self.caps[m][j]
                 text[b] = text_emb[rows[rng.integers(len(rows))]]
+        # the known frames are always keyframes: one key count for the batch
+        K = max([K] + [len(np.union1d(k[0], [0, N - 1])) for k in forced if k is not None])
+        keys = np.empty((B, K), dtype=np.int64)
+        for b, (j, s) in enumerate(picks):
+            if forced[b] is not None:
+                a = np.array(self.areas[j][s:s + N], dtype=np.float64)
+                a[0] = a[-1] = np.inf
+                a[forced[b][0]] = np.inf
+                keys[b] = _vw.select_count(a, K).astype(np.int64)
+            elif keys_mode == "vw":
+                keys[b] = core.keys_from_areas(self.areas[j], K, s, s + N)
+            else:
+                keys[b] = rand[b]
         _, left, w = core.interpolation_batch(keys, N)
-        return x0, text, keys, left, w
+        if not known_p:
+            return x0, text, keys, left, w
+        kd = D + ROOT_CHANNELS
+        known = np.zeros((B, N, kd), dtype=np.float32)
+        mask = np.zeros((B, N, kd), dtype=np.float32)
+        mean, std = self.stats
+        for b in range(B):
+            if forced[b] is None:
+                continue
+            _frames, joints, root_known = forced[b]
+            raw = x0[b].astype(np.float64) * std + mean
+            known[b], mask[b] = known_inputs(raw, joints, root_known, mean, std)
+        return x0, text, keys, left, w, known, mask
+
+
+_J = _SK.num_joints
+
+
+def draw_known(rng, N: int):
+    """An animator's keys on a clip of ``N`` frames: ``(frames, joints (N, 21), root_known
+    (N,))``. A key every G frames (G log-uniform in 3–70, both ends kept; a third of the time
+    the same count at random frames); 70 %: whole poses with the root, else each joint with
+    probability 1/2 and the root half the time (only some bones keyed)."""
+    G = int(round(np.exp(rng.uniform(np.log(3), np.log(70)))))
+    frames = np.union1d(np.arange(0, N, G), [N - 1])
+    if rng.random() < 1 / 3 and N > 2:
+        n = min(N - 2, max(0, len(frames) - 2))
+        frames = np.union1d(rng.choice(np.arange(1, N - 1), size=n, replace=False), [0, N - 1])
+    frames = frames.astype(np.int64)
+    joints = np.zeros((N, _J), bool)
+    root_known = np.zeros(N, bool)
+    if rng.random() < 0.7:
+        joints[frames] = True
+        root_known[frames] = True
+    else:
+        cols = np.flatnonzero(rng.random(_J) < 0.5)
+        if len(cols) == 0:
+            cols = np.array([int(rng.integers(_J))])
+        joints[np.ix_(frames, cols)] = True
+        root_known[frames] = rng.random() < 0.5
+    return frames, joints, root_known
 
 
 def balance_weights(contents, power: float = 0.5):
@@ -265,12 +329,21 @@ def train(args, torch, data, text_emb, log_fn=log, ctx=None):
     cfg = DenoiserConfig(width=args.width, layers=args.layers, heads=args.heads, ff=args.ff,
                          lipschitz=not args.no_lipschitz, feature_dim=data.feats[False][0].shape[1],
                          text_dim=text_emb.shape[1],
+                         known_dim=(data.feats[False][0].shape[1] + ROOT_CHANNELS
+                                    if getattr(args, "known", 0) else 0),
                          **({} if args.dropout is None else {"dropout": args.dropout}))
     device = ctx.device
     model = build_denoiser(torch, cfg).to(device)
     if getattr(args, "init_weights", None):
-        model.load_state_dict(load_init_weights(torch, args.init_weights))
-        log_fn(f"initialised from {args.init_weights} (fine-tuning)")
+        st = load_init_weights(torch, args.init_weights)
+        missing, unexpected = model.load_state_dict(st, strict=False)
+        # only the known-keyframe layer may be new (zero-initialised: the model starts as the
+        # one it is fine-tuned from)
+        if unexpected or any(not k.startswith("known_proj.") for k in missing):
+            raise SystemExit(f"--init-weights does not match the config: missing {missing}, "
+                             f"unexpected {unexpected}")
+        log_fn(f"initialised from {args.init_weights} (fine-tuning"
+               f"{', new known-keyframe inputs' if missing else ''})")
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -315,21 +388,22 @@ def train(args, torch, data, text_emb, log_fn=log, ctx=None):
     while step < stop:
         # the global batch, data and noise, drawn alike on every rank (on the CPU: the same on
         # any device); each rank keeps its slice
-        x0, text, keys, left, w = data.batch(rng, args.batch, args.max_frames, args.keys,
-                                             args.cond_drop, text_emb)
+        known_p = float(getattr(args, "known", 0) or 0)
+        x0, text, keys, left, w, *kn = data.batch(rng, args.batch, args.max_frames, args.keys,
+                                                  args.cond_drop, text_emb, known_p)
         x0 = torch.from_numpy(x0)
         B = x0.shape[0]
         t = torch.randint(0, core.TIMESTEPS, (B,))
         noise = torch.randn(x0.shape)
-        x0, t, noise, text, keys, left, w = (
+        x0, t, noise, text, keys, left, w, *kn = (
             (v if isinstance(v, torch.Tensor) else torch.from_numpy(v)).to(device)
-            for v in map(ctx.shard, (x0, t, noise, text, keys, left, w)))
+            for v in map(ctx.shard, (x0, t, noise, text, keys, left, w, *kn)))
         a = abar[t][:, None, None]
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.warmup, args.lr)
         with ctx.autocast():
-            pred = net(x_t, t, text, keys, left, w)
+            pred = net(x_t, t, text, keys, left, w, *kn)
         mse = ((pred.float() - x0) ** 2).mean()
         lip = model.lipschitz_loss()
         loss = mse + args.lip_weight * lip
@@ -383,13 +457,19 @@ def export_onnx(torch, model, path: Path):
     keys, left, w = core.interpolation_batch([core.uniform_keys(N, K)] * B, N)
     example = (torch.randn(B, N, D), torch.tensor([10, 500]), torch.randn(B, model.config.text_dim),
                torch.from_numpy(keys), torch.from_numpy(left), torch.from_numpy(w))
+    kd = model.config.known_dim
+    if kd:
+        example += (torch.randn(B, N, kd), (torch.rand(B, N, kd) < 0.5).float())
     batch = torch.export.Dim("batch", min=1, max=1024)
     frames = torch.export.Dim("frames", min=3, max=100000)
     nkeys = torch.export.Dim("keys", min=2, max=100000)
     dyn = {"x_t": {0: batch, 1: frames}, "t": {0: batch}, "text": {0: batch},
            "key_idx": {0: batch, 1: nkeys}, "interp_left": {0: batch, 1: frames},
            "interp_w": {0: batch, 1: frames}}
-    torch.onnx.export(model, example, str(path), dynamo=True, input_names=list(INPUT_NAMES),
+    if kd:
+        dyn.update({"known": {0: batch, 1: frames}, "known_mask": {0: batch, 1: frames}})
+    names = input_names(model.config)
+    torch.onnx.export(model, example, str(path), dynamo=True, input_names=list(names),
                       output_names=["x0"], dynamic_shapes=dyn, opset_version=OPSET,
                       external_data=False, optimize=True)
     return path
@@ -410,8 +490,12 @@ def parity(torch, model, path: Path, seed: int = 0) -> float:
                  "t": rng.integers(0, core.TIMESTEPS, B).astype(np.int64),
                  "text": rng.standard_normal((B, E)).astype(np.float32),
                  "key_idx": keys, "interp_left": left, "interp_w": w}
+        kd = model.config.known_dim
+        if kd:
+            feeds["known"] = rng.standard_normal((B, N, kd)).astype(np.float32)
+            feeds["known_mask"] = (rng.random((B, N, kd)) < 0.3).astype(np.float32)
         with torch.no_grad():
-            ref = model(*(torch.from_numpy(feeds[k]) for k in INPUT_NAMES)).numpy()
+            ref = model(*(torch.from_numpy(feeds[k]) for k in input_names(model.config))).numpy()
         got = sess.run(["x0"], feeds)[0]
         worst = max(worst, float(np.abs(ref - got).max()))
     return worst
@@ -515,6 +599,9 @@ def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te
         {"name": "interp_left", "dtype": "int64", "shape": ["batch", "frames"]},
         {"name": "interp_w", "dtype": "float32", "shape": ["batch", "frames"]},
     ]
+    if cfg.known_dim:
+        spec_in += [{"name": n, "dtype": "float32", "shape": ["batch", "frames", cfg.known_dim]}
+                    for n in ("known", "known_mask")]
     spec_out = [{"name": "x0", "dtype": "float32", "shape": ["batch", "frames", D]}]
     manifest = package_manifest(
         "smdm", name=name, version=version, description=description, default=default,
@@ -584,12 +671,19 @@ def parse_args(argv=None):
     ap.add_argument("--balance", type=float, default=0.0,
                     help="sample clips with weight (clips of its content) ** -BALANCE: 0 "
                          "uniform, 0.5 sqrt rebalancing of rare contents, 1 equal per content")
+    ap.add_argument("--known", type=float, default=0.0,
+                    help="train with the animator's known keyframes (Fill Between, issue 16): "
+                         "this share of the clips gets keys (known_dim > 0 in the package)")
     ap.add_argument("--guidance", type=float, default=2.5,
                     help="the package's default guidance scale (tune on the dev prompts)")
     add_grounding_arg(ap)
     ap.add_argument("--name", default="smdm-default")
     ap.add_argument("--version", default="1.0.0")
     args = ap.parse_args(argv)
+    if args.known and args.keys != "vw":
+        ap.error("--known needs --keys vw")
+    if not 0.0 <= args.known <= 1.0:
+        ap.error("--known is a share in [0, 1]")
     for k, v in CONFIGS[args.config].items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
@@ -648,7 +742,7 @@ def main(argv=None):
         "lipschitz": not args.no_lipschitz, "cond_drop": args.cond_drop,
         "lip_weight": args.lip_weight, "ema": args.ema, "max_frames": args.max_frames,
         "init_weights": args.init_weights, "captions_per_pair": args.captions_per_pair,
-        "balance": args.balance,
+        "balance": args.balance, "known": args.known,
         "parameters": n_params, "split": "train (+ mirror)", "dataset_version": ds.meta["version"],
         "parity_max_abs": err, "final_mse": history[-1]["mse"] if history else None,
     }

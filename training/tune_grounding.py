@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-confidence", type=float, nargs="+", default=[0.3])
     ap.add_argument("--guidance", type=float, nargs="+", default=[None],
                     help="guidance scales (default: the package's)")
+    ap.add_argument("--key-fraction", type=float, nargs="+", default=[None],
+                    help="keyframes per frame (package default)")
     ap.add_argument("--results", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -54,14 +56,15 @@ def main(argv=None) -> int:
     ev = Evaluator(None, threads=args.threads).load()
     clf = MotionClassifier(None, threads=args.threads).load()
     out = []
-    for w, mc, g in itertools.product(args.weight, args.min_confidence, args.guidance):
+    for w, mc, g, kf in itertools.product(args.weight, args.min_confidence, args.guidance,
+                                          args.key_fraction):
         grounding = {"weight": w, "min_confidence": mc} if w > 0 else False
         gen = ModelGenerator(args.package, steps=args.steps, guidance=g, threads=args.threads,
-                             grounding=grounding)
+                             grounding=grounding, key_fraction=kf)
         t0 = time.perf_counter()
         res = _ev.run_yardstick(gen, ev, clf, rows, args.results, args.seconds, args.seed,
                                 f"w={w}")
-        row = {"weight": w, "min_confidence": mc, "guidance": g,
+        row = {"weight": w, "min_confidence": mc, "guidance": g, "key_fraction": kf,
                "content": res["all"]["content"],
                "content_ge15": res[f"content_ge{_ev._ys.MIN_CLIPS}"]["content"],
                "content_top3": res["all"]["content_top3"],
