@@ -197,7 +197,7 @@ class SmdmModel(_gen.TextToMotionModel):
                          model=f"{self.package.name} {self.package.version}", timings=timings,
                          foot_lock=bool(foot_lock))
         t0 = time.perf_counter()
-        motions = [imp.finish(*gen.motion(r)) for r in range(len(feats))]
+        motions = [imp.finish(*gen.motion(r), relock=bool(foot_lock)) for r in range(len(feats))]
         timings["decoding"] = time.perf_counter() - t0
         return inbetween.Fill(motions=motions, keys=keys, known=imp.forced, generation=gen,
                               timings=timings)
