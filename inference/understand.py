@@ -70,6 +70,7 @@ class Labels:
     contents: tuple
     styles: tuple
     source: str
+    pairs: frozenset = frozenset()  # (content, style) with a training clip; empty: not listed
 
     def short(self, n: int = 8) -> tuple[str, str]:
         """Two short lines for a panel: ``'24 contents: bow, bye, ... '`` and the styles."""
@@ -133,7 +134,10 @@ def known_labels(package=None) -> Labels:
     contents = tuple(str(c) for c in labels.get("content") or ())
     styles = tuple(str(s) for s in labels.get("style") or ())
     source = "manifest" if contents and styles else "captions"
-    return Labels(contents or _captions.ALL_CONTENTS, styles or _captions.ALL_STYLES, source)
+    pairs = frozenset((str(p[0]), str(p[1])) for p in labels.get("pairs") or ()
+                      if source == "manifest")
+    return Labels(contents or _captions.ALL_CONTENTS, styles or _captions.ALL_STYLES, source,
+                  pairs)
 
 
 def _phrase(label: str) -> str:
@@ -334,6 +338,10 @@ def _compute(text: str, encoder: TextEncoder, labels: Labels,
         notes.append("no content the model knows is close to this prompt"
                      + (" (the text encoder reads English only)" if _non_english(text) else
                         " (prompts are read as English)"))
+    elif labels.pairs and (labels.contents[c], labels.styles[s]) not in labels.pairs:
+        # say so instead of silently making something else (issue 13)
+        notes.append(f"no training clip shows {labels.contents[c]} in the {labels.styles[s]} "
+                     "style: the motion may not show that style")
     if len(text.split()) > 0.75 * encoder.max_length:
         notes.append(f"long prompt: only its first {encoder.max_length} tokens are read")
     ms = 1000.0 * (time.perf_counter() - t0)

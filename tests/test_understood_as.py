@@ -141,6 +141,24 @@ def test_only_the_models_labels_are_answers(pkg):
     assert u.content == "walk" and u.style == "normal"  # run is not among them
     u = ua._compute("a weary person bows", enc, labels)
     assert (u.content, u.style) == ("bow", "tired")
+    assert "no training clip" not in u.note  # pairs not listed: nothing to say
+
+
+def test_a_pair_without_a_clip_is_said(pkg):
+    """Where the data cannot support a request (a content and style no training clip shows
+    together), the understanding says so instead of silently making something else."""
+    enc = ua.encoder_for(pkg)
+    manifest = {"labels": {"content": ["walk", "bow"], "style": ["normal", "tired"],
+                           "pairs": [["walk", "normal"], ["walk", "tired"], ["bow", "normal"]]}}
+    labels = ua.known_labels(manifest)
+    assert ("bow", "tired") not in labels.pairs and ("walk", "tired") in labels.pairs
+    u = ua._compute("a weary person bows", enc, labels)
+    assert (u.content, u.style) == ("bow", "tired") and u.understood
+    assert u.note == ("no training clip shows bow in the tired style: the motion may not "
+                      "show that style")
+    assert u.to_manifest()["note"] == u.note
+    u = ua._compute("a weary person walks", enc, labels)
+    assert (u.content, u.style) == ("walk", "tired") and u.note == ""
 
 
 def test_label_phrases_come_from_the_caption_tables():

@@ -526,13 +526,18 @@ def train_labels(ds, split: str = "train") -> dict:
     """The manifest's ``labels``: the contents (mirrored ones too) and styles of the clips a
     model was trained on, so that 'Understood as' and grounding answer only what it learned
     (``inference.understand.known_labels``)."""
-    contents, styles = set(), set()
+    contents, styles, pairs = set(), set(), set()
     for i in ds.indices(split):
         i = int(i)
-        contents.update((ds.content(i, False), ds.content(i, True)))
-        styles.add(ds.clips[i]["style"])
+        style = ds.clips[i]["style"]
+        for m in (False, True):
+            contents.add(ds.content(i, m))
+            pairs.add((ds.content(i, m), style))
+        styles.add(style)
     return {"content": sorted(contents), "style": sorted(styles),
-            "note": "the contents and styles of the training clips (and mirror images)"}
+            "pairs": [list(p) for p in sorted(pairs)],
+            "note": "the contents and styles of the training clips (and mirror images), and "
+                    "which content x style pairs have a clip"}
 
 
 def package_manifest(kind: str, *, name, version, description, default, data_licence: bool,
@@ -584,7 +589,7 @@ def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te
                   *, name, version, description, training: dict, metrics: dict | None = None,
                   default: bool = True, data_licence: bool = True, torch_model=None,
                   torch_dtype: str = "float16", guidance: float = 2.5,
-                  grounding: dict | None = None) -> dict:
+                  grounding: dict | None = None, labels: dict | None = None) -> dict:
     """``grounding``: the package's prompt grounding (``inference/understand.ground``; None:
     off), tuned with ``training/tune_grounding.py`` on the dev prompts."""
     package_files(out, {"denoiser.onnx": onnx_path}, mean, std)
@@ -614,6 +619,8 @@ def write_package(out: Path, onnx_path: Path, cfg: DenoiserConfig, mean, std, te
                                  "purpose": "one denoising step: x_t -> x0"},
                "stats.npz": {"purpose": "normalisation mean/std (257,)"}},
         training=training, metrics=metrics)
+    if labels:
+        manifest["labels"] = labels
     if torch_model is not None:
         manifest["files"]["denoiser.pt"] = {
             "optional": True, "purpose": f"{torch_dtype} PyTorch state dict of the same denoiser "
@@ -751,7 +758,7 @@ def main(argv=None):
     m = write_package(Path(args.export), onnx_path, cfg, ds.mean, ds.std, te_manifest,
                       name=args.name, version=args.version, description=desc, training=training,
                       torch_model=model, guidance=args.guidance,
-                      grounding=grounding_setting(args))
+                      grounding=grounding_setting(args), labels=train_labels(ds))
     log(f"package written: {args.export} ({sum(f['size'] for f in m['files'].values()) / 1e6:.1f} MB)")
     return 0
 
