@@ -29,6 +29,7 @@ a second on 2 cores), every new prompt after that is one encoder call (about 10-
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 import unicodedata
@@ -318,6 +319,31 @@ def _non_english(text: str) -> bool:
     return other > 0.3 * len(letters)
 
 
+_SIDE_WORDS = {"left": re.compile(r"\bleft\b", re.I), "right": re.compile(r"\bright\b", re.I)}
+_HAND = re.compile(r"\b(hand|arm|palm)\b", re.I)
+
+
+def _side_variant(text: str, content: str, contents) -> str:
+    """The side the prompt names, where the text embedding does not tell it: sentence
+    embeddings put "waves with the right hand" and "... left hand" almost on one point, so the
+    nearest content often has the other side. A prompt that names one side only ("left" or
+    "right" as a word) gets the same content on that side, when the model knows it
+    (wave-left-hand → wave-right-hand, walk-turn-right → walk-turn-left; a both-hands content
+    when the prompt names one hand). Otherwise ``content`` as it is."""
+    named = [side for side, rx in _SIDE_WORDS.items() if rx.search(text)]
+    if len(named) != 1:
+        return content
+    side, other = named[0], "right" if named[0] == "left" else "left"
+    parts = content.split("-")
+    if other in parts:
+        cand = "-".join(side if p == other else p for p in parts)
+    elif content.endswith("-both-hands") and _HAND.search(text):
+        cand = content[:-len("both-hands")] + f"{side}-hand"
+    else:
+        return content
+    return cand if cand in contents else content
+
+
 def _compute(text: str, encoder: TextEncoder, labels: Labels,
              emb: np.ndarray | None = None) -> Understanding:
     t0 = time.perf_counter()
@@ -333,6 +359,12 @@ def _compute(text: str, encoder: TextEncoder, labels: Labels,
     order = np.argsort(-cp)
     c, s = int(order[0]), int(np.argmax(sp))
     understood = bool(cs[c] >= CONTENT_MIN)
+    side = labels.contents.index(_side_variant(text, labels.contents[c], labels.contents))
+    if side != c:  # the named side: it takes the pair's confidence (left and right as one)
+        cp = cp.copy()
+        cp[side], cp[c] = cp[side] + cp[c], min(cp[side], cp[c])
+        order = np.argsort(-cp)
+        c = side
     notes = []
     if not understood:
         notes.append("no content the model knows is close to this prompt"

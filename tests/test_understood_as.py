@@ -172,3 +172,30 @@ def test_label_phrases_come_from_the_caption_tables():
     assert ua.label_phrases("style", "sleepy") == ["sleepy"]
     with pytest.raises(ValueError):
         ua.label_phrases("colour", "red")
+
+
+def test_the_named_side_wins():
+    """Sentence embeddings hardly tell "right hand" from "left hand": a prompt that names one
+    side gets the content of that side when the model knows it; two sides, none, or a
+    content without sides leave the nearest content as it is."""
+    known = ("wave-left-hand", "wave-right-hand", "wave-both-hands", "walk-turn-left",
+             "walk-turn-right", "walk-left", "walk", "raise-up-left-hand")
+    sv = ua._side_variant
+    assert sv("waves with the right hand", "wave-left-hand", known) == "wave-right-hand"
+    assert sv("Right hand waving", "wave-both-hands", known) == "wave-right-hand"
+    assert sv("waving, then turns left", "walk-turn-right", known) == "walk-turn-left"
+    assert sv("sidesteps to the left", "walk-left", known) == "walk-left"
+    assert sv("raises the right arm", "raise-up-left-hand", known) == "raise-up-left-hand"  # unknown
+    assert sv("left then right hand", "wave-left-hand", known) == "wave-left-hand"
+    assert sv("waves both hands", "wave-both-hands", known) == "wave-both-hands"
+    assert sv("the wave goes leftwards", "wave-right-hand", known) == "wave-right-hand"  # a word
+    assert sv("walks to the right", "walk", known) == "walk"
+
+
+def test_right_hand_prompts_are_understood_on_their_side(pkg):
+    for text, want in (("a man waves his right hand", "wave-right-hand"),
+                       ("a woman waves with her left hand", "wave-left-hand"),
+                       ("he lifts his right hand up high", "raise-up-right-hand")):
+        u = ua.understand(text, pkg)
+        assert u.content == want, (text, u.content)
+        assert u.alternatives[0][0] == want and 0.0 < u.content_confidence <= 1.0
