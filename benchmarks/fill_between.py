@@ -5,14 +5,14 @@ on our data.
 ::
 
     .venv/bin/python benchmarks/fill_between.py                 # 40 test clips, G = 5 15 30 60
-    .venv/bin/python benchmarks/fill_between.py --clips 10 --gaps 15 30 --strength 0.5
+    .venv/bin/python benchmarks/fill_between.py --clips 10 --gaps 15 30 --split val
 
 For each held-out clip of the dataset's test split (``~/.cache/sparse_motion/dataset-v1``,
 ``training/build_dataset.py``; 20 fps, at most ``--frames`` frames) a pose is kept every G
 frames (and the last frame) and the frames between are rebuilt by
 
 * **fill** — ``SmdmModel.fill`` with the shipped sMDM default (imputation in the loop, no
-  prompt, ``--steps``, ``--strength`` 0.5 as Fill Between), the known poses full body with the root;
+  prompt, ``--steps``, ``--strength`` as Fill Between: the model's default), the known poses full body with the root;
 * **bezier** — Blender's default interpolation of the same keys: every channel (quaternion
   components, root location) a Bezier curve with auto-clamped handles (tangent from the
   neighbouring keys, flat at extrema and at the ends), quaternions normalised;
@@ -105,8 +105,9 @@ def main(argv=None):
     ap.add_argument("--min-frames", type=int, default=80)
     ap.add_argument("--gaps", type=int, nargs="+", default=[5, 15, 30, 60])
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--strength", type=float, default=0.5,
-                    help="start from the Bezier in-betweens noised to this (1: pure noise)")
+    ap.add_argument("--strength", type=float, default=None,
+                    help="start from the Bezier in-betweens noised to this (1: pure noise; "
+                         "default: the model's, SmdmModel.fill)")
     ap.add_argument("--key-fraction", type=float, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--caption", action="store_true",

@@ -59,7 +59,8 @@ class FillRequest:
     key_percent: float = 20.0
     steps: int = 50
     guidance: float = 2.5
-    strength: float = 0.5       # < 1: start from what plays now, noised (see SmdmModel.fill)
+    strength: float | None = None  # < 1: start from what plays now, noised; None: the model's
+                                   # (see SmdmModel.fill)
     model: str = ""
     device: str = "AUTO"
     threads: int = 0
@@ -229,7 +230,7 @@ def sample(plan: FillPlan, progress=None, cancel=None):
     frac = None if req.key_mode == "MODEL" else req.key_percent / 100.0
     return plan.model.fill(plan.known, plan.prompt, int(req.seed), steps=int(req.steps),
                            guidance=float(req.guidance), key_fraction=frac,
-                           strength=float(req.strength), progress=progress, cancel=cancel)
+                           strength=req.strength, progress=progress, cancel=cancel)
 
 
 # --------------------------------------------------------------------------- writing
