@@ -385,7 +385,10 @@ class Imputation:
         q, x = place(quats, root, self.known)
         q, x = blend_to_keys(q, x, self.known)
         if relock:
-            q, x = blend_to_keys(*lock_feet(q, x, root=False, ground=False), self.known)
+            anchors = np.zeros(self.N, bool)
+            anchors[self.forced] = True  # the keys' legs stay; runs through them pin there
+            q, x = blend_to_keys(*lock_feet(q, x, root=False, ground=False, anchors=anchors),
+                                 self.known)
         return q, x
 
 

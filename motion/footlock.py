@@ -220,13 +220,15 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
               clear_cm: float = 6.0, root: bool = True, ground: bool = True,
               channel_gate_cm: float = 4.0, ground_gate_cm: float = 15.0,
               fast_clear_cm: float = 10.0, swing_speed_cm: float = 5.0,
-              return_info: bool = False):
+              anchors=None, return_info: bool = False):
     """Planted feet on the floor and held still (see the module docstring): contacts from
     ``contacts`` (the model's (F, 4) foot-contact channels, optional) and the foot heights,
     :func:`ground_root` (``root and ground``; contacts gated at ``ground_gate_cm`` of
     clearance so a floating body is found), :func:`correct_root` (``root``), then two-bone IK
     pinning each contact run (toe at its median ground position, clearance 0 when
-    ``ground``). Returns ``(local_quats, root_translation)`` (and an info dict)."""
+    ``ground``). ``anchors`` (F,) bool: frames whose legs must stay as they are (an
+    animator's keys): a contact run holding one is pinned where the toe is at its first
+    anchor frame, and no anchor frame is moved. Returns ``(local_quats, root_translation)`` (and an info dict)."""
     q = _rot.quat_normalize(np.asarray(local_quats, dtype=np.float64))
     x = np.asarray(root_translation, dtype=np.float64)
     F = q.shape[0]
@@ -267,15 +269,20 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         need_cm = np.where(fast, fast_clear_cm, clear_cm)
         lift = _lift(toe[:, 1], ~in_run & (toe[:, 1] < need_cm), need_cm)
         lift[in_run] = 0.0
+        if anchors is not None:
+            lift[anchors] = 0.0
         d_runs = []
         for s, e in runs:
-            target = np.median(toe[s:e][:, [0, 2]], axis=0)
+            at = np.flatnonzero(anchors[s:e]) if anchors is not None else ()
+            target = toe[s + at[0], [0, 2]] if len(at) else np.median(toe[s:e][:, [0, 2]], axis=0)
             d = np.zeros((e - s, 3))
             d[:, [0, 2]] = target[None, :] - toe[s:e][:, [0, 2]]
             if ground:
                 d[:, 1] = -clear[s:e, i]
             d_runs.append(d)
         d = _offsets(F, runs, d_runs, blend) if runs else np.zeros((F, 3))
+        if anchors is not None:
+            d[anchors] = 0.0
         # a fade never pushes the foot deeper under the floor than it was
         floor = np.minimum(clear[:, i], 0.0) - clear[:, i]
         d[~in_run, 1] = np.maximum(d[~in_run, 1], floor[~in_run])

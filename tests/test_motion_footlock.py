@@ -45,6 +45,29 @@ def test_sliding_planted_feet_are_held():
     np.testing.assert_allclose(np.linalg.norm(q2, axis=-1), 1.0, atol=1e-9)
 
 
+def test_anchored_frames_stay_and_pin_their_run():
+    """An animator's keys (anchors) are not moved, and a planted foot whose run holds one is
+    held where it is at that key (not at the run's median): Fill Between then needs no
+    second blend that would slide the foot again."""
+    q, x = standing(40, 1.0)  # 20 cm/s: a slow slide the legs can reach both ways
+    anchors = np.zeros(40, bool)
+    anchors[10] = True
+    q2, x2 = footlock.lock_feet(q, x, root=False, ground=False, anchors=anchors)
+    np.testing.assert_array_equal(q2[anchors], q[anchors])
+    np.testing.assert_array_equal(x2, x)
+    after, p1 = toe_steps(q2, x2)
+    p0 = canon.canonical_forward_kinematics(q, x)
+    grounded = p0[0, TOES, 1] < 5.0
+    # one run over the whole clip: held at frame 10's toe position, not the median (frame 20),
+    # as far as the leg reaches (the root drifts on: 20 cm past the key it cannot)
+    held = p1[:31, TOES][:, grounded][..., [0, 2]]
+    np.testing.assert_allclose(held, np.broadcast_to(p0[10, TOES][grounded][..., [0, 2]],
+                                                     held.shape), atol=0.1)
+    assert after[:30, grounded].max() < 0.05
+    q3, _ = footlock.lock_feet(q, x, root=False, ground=False)  # without: the median
+    assert np.abs(q3[10] - q[10]).max() > 1e-3
+
+
 def test_feet_in_the_air_are_left_alone():
     q, x = standing(30, 3.0, lift_cm=40.0)
     q2, x2 = footlock.lock_feet(q, x)
