@@ -377,9 +377,10 @@ class Imputation:
         """Decoded motion → in the animator's world and exact at the known frames. The blend
         to the keys turns joints by offsets that change between keys, which slides planted
         feet; ``relock``: the planted feet are pinned again afterwards (legs only: the root
-        and the floor as they are) and the result blended to the keys once more (on held-out
-        clips, filled every 15 / 30 frames: foot skating 36 → 23 and 38 → 12 cm/s, the joint
-        error unchanged)."""
+        and the floor as they are), the keys as anchors (a contact run through a key is held
+        where the toe is at the key, key frames untouched), and the result blended to the keys
+        once more, which then changes next to nothing (validation clips filled every 15 / 30
+        frames: foot skating 28 / 25 → 2.0 / 2.9 cm/s, real 4.0; the joint error unchanged)."""
         from ..motion.footlock import lock_feet
 
         q, x = place(quats, root, self.known)

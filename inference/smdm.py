@@ -166,7 +166,8 @@ class SmdmModel(_gen.TextToMotionModel):
         instead of pure noise (SDEdit); default (None): the package's ``fill_strength``, else
         1.0 for a model trained with known keys (pure noise: on validation clips its fill
         was closer to the real motion than from 0.5 at gaps of 15 and 30 frames) and 0.5 for
-        one that is not (from 1.0 its fill was further at every gap). Returns an :class:`.inbetween.Fill`."""
+        one that is not (from 1.0 its fill was further at every gap). Returns an
+        :class:`.inbetween.Fill`."""
         from . import inbetween
 
         self.load()

@@ -228,7 +228,8 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
     pinning each contact run (toe at its median ground position, clearance 0 when
     ``ground``). ``anchors`` (F,) bool: frames whose legs must stay as they are (an
     animator's keys): a contact run holding one is pinned where the toe is at its first
-    anchor frame, and no anchor frame is moved. Returns ``(local_quats, root_translation)`` (and an info dict)."""
+    anchor frame, and no anchor frame is moved. Returns ``(local_quats, root_translation)``
+    (and an info dict)."""
     q = _rot.quat_normalize(np.asarray(local_quats, dtype=np.float64))
     x = np.asarray(root_translation, dtype=np.float64)
     F = q.shape[0]
