@@ -31,6 +31,7 @@ from ..keyframes import vw as _vw
 from ..keyframes.continuity import quat_continuous
 from ..motion import features as _feat
 from ..motion import rotations as _rot
+from ..motion.footlock import lock_feet
 from ..motion.canonical import SKELETON
 from ..motion.canonical import slerp as _slerp
 from ..motion.skeleton import forward_kinematics
@@ -70,18 +71,19 @@ def known_channels(joints, root_known, lay=None):
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
-def known_inputs(features, joints, root_known, mean, std):
+def known_inputs(features, joints, root_known, mean, std, channels=None):
     """The denoiser's ``known`` and ``known_mask`` (``(N, D + 4)`` float32 each) for known
     poses: ``features (N, D)`` raw features of a motion holding the known values (unknown
     frames are ignored), ``joints (N, 21)`` / ``root_known (N,)`` what is known where. The
     first D channels: the normalised features of :func:`known_channels`; the last 4: where the
     root is known, its ground position (m) and heading relative to the first root-known frame
     (the features' frame of that frame: facing +Z at the origin). Training
-    (``training/train_smdm.py --known``) and Fill Between use this one function."""
+    (``training/train_smdm.py --known``) and Fill Between use this one function.
+    ``channels``: :func:`known_channels` of ``joints`` / ``root_known`` when already made."""
     f = np.asarray(features, dtype=np.float64)
     N, D = f.shape
     lay = _feat.feature_layout()
-    rows, cols = known_channels(joints, root_known, lay)
+    rows, cols = channels if channels is not None else known_channels(joints, root_known, lay)
     known = np.zeros((N, D + ROOT_CHANNELS), dtype=np.float32)
     mask = np.zeros((N, D + ROOT_CHANNELS), dtype=np.float32)
     norm = (f - np.asarray(mean, dtype=np.float64)) / np.asarray(std, dtype=np.float64)
@@ -288,7 +290,8 @@ class Imputation:
         self.dense = ((target - self.mean) / self.std).astype(np.float32)
         # the denoiser's known-keyframe inputs (models trained with them; others ignore them)
         self.known_in, self.known_mask = known_inputs(target, known.joints, known.root_known,
-                                                      self.mean, self.std)
+                                                      self.mean, self.std,
+                                                      (self.rows, self.cols))
         self.forced = known.known_frames
         rk = np.flatnonzero(known.root_known)
         self.root_rows = rk
@@ -381,8 +384,6 @@ class Imputation:
         where the toe is at the key, key frames untouched), and the result blended to the keys
         once more, which then changes next to nothing (validation clips filled every 15 / 30
         frames: foot skating 28 / 25 → 2.0 / 2.9 cm/s, real 4.0; the joint error unchanged)."""
-        from ..motion.footlock import lock_feet
-
         q, x = place(quats, root, self.known)
         q, x = blend_to_keys(q, x, self.known)
         if relock:

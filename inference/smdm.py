@@ -163,11 +163,10 @@ class SmdmModel(_gen.TextToMotionModel):
         world and made exact at the known frames (:mod:`.inbetween`). ``text``: what happens in
         between (empty: unconditional, guidance off). ``strength`` < 1 starts the sampling from
         the known dense motion (what plays between the keys now) noised to ``strength``·T
-        instead of pure noise (SDEdit); default (None): the package's ``fill_strength``, else
-        1.0 for a model trained with known keys (pure noise: on validation clips its fill
-        was closer to the real motion than from 0.5 at gaps of 15 and 30 frames) and 0.5 for
-        one that is not (from 1.0 its fill was further at every gap). Returns an
-        :class:`.inbetween.Fill`."""
+        instead of pure noise (SDEdit); default (None): 1.0 for a model trained with known
+        keys (pure noise: on validation clips its fill was closer to the real motion than from
+        0.5 at gaps of 15 and 30 frames) and 0.5 for one that is not (from 1.0 its fill was
+        further at every gap). Returns an :class:`.inbetween.Fill`."""
         from . import inbetween
 
         self.load()
@@ -183,7 +182,7 @@ class SmdmModel(_gen.TextToMotionModel):
         self.check_request(text or "-", frames, steps, guidance, gamma, int(results),
                            key_fraction)
         if strength is None:
-            strength = self.config.get("fill_strength", 1.0 if self.known_dim else 0.5)
+            strength = 1.0 if self.known_dim else 0.5
         imp = inbetween.Imputation(known, self.mean, self.std, float(strength))
         timings = {}
         with self._lock:
@@ -226,12 +225,13 @@ class SmdmModel(_gen.TextToMotionModel):
         text = np.repeat(emb[None], R, axis=0)
         if cond:
             text = np.concatenate([text, np.zeros_like(text)])
+        known = {}  # the same every step: made once, for the guidance rows too
         if self.known_dim:  # zeros: nothing known (plain text-to-motion)
-            shape = (R, N, self.known_dim)
-            known_in = np.zeros(shape, np.float32) if fill is None else \
-                np.broadcast_to(fill.known_in, shape).astype(np.float32)
-            known_mask = np.zeros(shape, np.float32) if fill is None else \
-                np.broadcast_to(fill.known_mask, shape).astype(np.float32)
+            shape = (2 * R if cond else R, N, self.known_dim)
+            for name, v in (("known", None if fill is None else fill.known_in),
+                            ("known_mask", None if fill is None else fill.known_mask)):
+                known[name] = np.zeros(shape, np.float32) if v is None else \
+                    np.ascontiguousarray(np.broadcast_to(v, shape), dtype=np.float32)
         uniform = core.uniform_keys(N, K) if fill is None else fill.uniform_keys(N, K)
         select = core.vw_keys if fill is None else fill.vw_keys
         keys = [uniform] * R
@@ -245,10 +245,9 @@ class SmdmModel(_gen.TextToMotionModel):
             key_idx, left, w = core.interpolation_batch(keys, N)
             feeds = {"x_t": x, "t": np.full(R, t, dtype=np.int64), "text": text,
                      "key_idx": key_idx, "interp_left": left, "interp_w": w}
-            if self.known_dim:
-                feeds["known"], feeds["known_mask"] = known_in, known_mask
             if cond:
                 feeds = {k: (v if k == "text" else np.concatenate([v, v])) for k, v in feeds.items()}
+            feeds.update(known)
             out = np.asarray(self._run(feeds), dtype=np.float32)
             if cond:
                 x0 = out[R:] + guidance * (out[:R] - out[R:])

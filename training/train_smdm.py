@@ -205,7 +205,7 @@ class TrainClips:
                 rows = self.caps[m][j]
                 text[b] = text_emb[rows[rng.integers(len(rows))]]
         # the known frames are always keyframes: one key count for the batch
-        K = max([K] + [len(np.union1d(k[0], [0, N - 1])) for k in forced if k is not None])
+        K = max([K] + [len(k[0]) for k in forced if k is not None])  # ends among them
         keys = np.empty((B, K), dtype=np.int64)
         for b, (j, s) in enumerate(picks):
             if forced[b] is not None:
@@ -385,10 +385,10 @@ def train(args, torch, data, text_emb, log_fn=log, ctx=None):
 
     model.train()
     stop = min(args.steps, args.stop_at or args.steps)
+    known_p = float(getattr(args, "known", 0) or 0)  # the share of clips with keys
     while step < stop:
         # the global batch, data and noise, drawn alike on every rank (on the CPU: the same on
         # any device); each rank keeps its slice
-        known_p = float(getattr(args, "known", 0) or 0)
         x0, text, keys, left, w, *kn = data.batch(rng, args.batch, args.max_frames, args.keys,
                                                   args.cond_drop, text_emb, known_p)
         x0 = torch.from_numpy(x0)
