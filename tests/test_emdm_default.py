@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparse_motion.inference import generation, registry
 from sparse_motion.inference.emdm import EmdmModel
-from sparse_motion.inference.package import load_package
 from sparse_motion.inference.runtime import RuntimeSettings
 
-from prompt_checks import check_walks_travel_and_hand_raises_stay
+from shipped_checks import (check_a_choice_beside_smdm, check_shipped_package,
+                            check_walks_travel_and_hand_raises_stay)
 
 PKG = Path(__file__).resolve().parents[1] / "models" / "emdm-default"
 
@@ -23,18 +22,11 @@ def model():
 
 
 def test_package_is_intact_non_commercial_and_not_the_generate_default():
-    pkg = load_package(PKG, kind="emdm")
-    pkg.verify()
-    assert sum(f.size for f in pkg.files.values()) < 30e6
+    pkg = check_shipped_package(PKG, "emdm", "train_emdm.py", 30e6)
     assert set(pkg.files) == {"generator.onnx", "stats.npz"}
-    assert not pkg.commercial_use and "CC-BY-NC-4.0" in str(pkg.training["data"])
-    assert pkg.manifest["training"]["command"].startswith(
-        ".venv-train/bin/python training/train_emdm.py")
     assert pkg.manifest["model"]["steps"] == pkg.manifest["model"]["steps_t"] == 10
     assert pkg.training["init_from"] == "models/smdm-default/denoiser.pt"
-    reg = registry.Registry().scan()
-    assert reg.default("emdm").name == "emdm-default"
-    assert reg.default(tuple(generation.KINDS)).name == "smdm-default"
+    check_a_choice_beside_smdm("emdm", "emdm-default")
 
 
 def test_walks_travel_and_hand_raises_stay(model):

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparse_motion.inference import generation, registry
 from sparse_motion.inference import timeline as tl
 from sparse_motion.inference.kmm import KmmModel
-from sparse_motion.inference.package import load_package
 from sparse_motion.inference.runtime import RuntimeSettings
 
-from prompt_checks import check_walks_travel_and_hand_raises_stay
+from shipped_checks import (check_a_choice_beside_smdm, check_shipped_package,
+                            check_walks_travel_and_hand_raises_stay)
 
 PKG = Path(__file__).resolve().parents[1] / "models" / "kmm-default"
 
@@ -24,16 +23,9 @@ def model():
 
 
 def test_package_is_intact_non_commercial_and_not_the_generate_default():
-    pkg = load_package(PKG, kind="kmm")
-    pkg.verify()
-    assert sum(f.size for f in pkg.files.values()) < 30e6
-    assert not pkg.commercial_use and "CC-BY-NC-4.0" in str(pkg.training["data"])
-    assert pkg.manifest["training"]["command"].startswith(
-        ".venv-train/bin/python training/train_kmm.py")
+    pkg = check_shipped_package(PKG, "kmm", "train_kmm.py", 30e6)
     assert "dance-long" not in pkg.manifest["labels"]["content"]  # no clip of it was seen
-    reg = registry.Registry().scan()
-    assert reg.default("kmm").name == "kmm-default"
-    assert reg.default(tuple(generation.KINDS)).name == "smdm-default"
+    check_a_choice_beside_smdm("kmm", "kmm-default")
 
 
 def test_walks_travel_and_hand_raises_stay(model):

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from sparse_motion.inference import registry
-from sparse_motion.inference.package import load_package
 from sparse_motion.inference.runtime import RuntimeSettings
 from sparse_motion.inference.smdm import SmdmModel
 from sparse_motion.motion import canonical as canon
+
+from shipped_checks import check_shipped_package
 
 PKG = Path(__file__).resolve().parents[1] / "models" / "smdm-default"
 NAMES = canon.SKELETON.names
@@ -21,12 +22,8 @@ def model():
 
 
 def test_package_is_the_registered_default_and_intact():
-    pkg = load_package(PKG, kind="smdm")
-    pkg.verify()
-    assert sum(f.size for f in pkg.files.values()) < 25e6
-    assert not pkg.commercial_use and "CC-BY-NC-4.0" in str(pkg.training["data"])
+    check_shipped_package(PKG, "smdm", "train_smdm.py", 25e6)
     assert registry.Registry().scan().default("smdm").name == "smdm-default"
-    assert pkg.manifest["training"]["command"].startswith(".venv-train/bin/python training/train_smdm.py")
 
 
 def _pose_facts(gen):

@@ -1,11 +1,32 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Checks that a shipped text-to-motion model follows two plain prompts (shared by the tests
-of each shipped package)."""
+"""Checks shared by the tests of each shipped text-to-motion package (never retrained in CI):
+the package itself, where the registry puts it, and that it follows two plain prompts."""
 import numpy as np
 
+from sparse_motion.inference import generation, registry
+from sparse_motion.inference.package import load_package
 from sparse_motion.motion import canonical as canon
 
 NAMES = canon.SKELETON.names
+
+
+def check_shipped_package(path, kind: str, script: str, max_bytes: float):
+    """The package at ``path`` is intact, smaller than ``max_bytes``, non-commercial like its
+    data, and made by ``training/<script>``; returns it."""
+    pkg = load_package(path, kind=kind)
+    pkg.verify()
+    assert sum(f.size for f in pkg.files.values()) < max_bytes
+    assert not pkg.commercial_use and "CC-BY-NC-4.0" in str(pkg.training["data"])
+    assert pkg.manifest["training"]["command"].startswith(
+        f".venv-train/bin/python training/{script}")
+    return pkg
+
+
+def check_a_choice_beside_smdm(kind: str, name: str):
+    """``name`` is the registry's default of ``kind``, and sMDM stays Generate Motion's."""
+    reg = registry.Registry().scan()
+    assert reg.default(kind).name == name
+    assert reg.default(tuple(generation.KINDS)).name == "smdm-default"
 
 
 def travel(q, x):
