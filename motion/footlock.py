@@ -24,6 +24,13 @@ goes through (``inference.smdm.Generation.motion``):
    the foot's clearance brought to 0; swinging toes lower than ``clear_cm`` are lifted clear;
    outside the runs the correction fades out (smoothstep over ``blend`` frames), so nothing
    pops, and a fade never pushes a foot deeper under the floor than it was.
+5. **Smooth plants** (:func:`smooth_path`): where a correction was made, the toe's ground-plane
+   path outside the contact runs is the least-jerk path near the faded one (third differences
+   penalised, contact runs and animator's keys held exactly), so a foot slows into its plant
+   over a few frames instead of stopping dead in one; and the leg reaches full extension
+   softly (``soft_cm``), so a target at the edge of reach does not snap the knee. Both only
+   lower the jerk the pinning adds: contact frames, heights and feet that needed no
+   correction are untouched.
 
 A clip whose planted feet already rest still on the floor comes back unchanged. Returns new
 local rotations and root translation.
@@ -36,7 +43,8 @@ from . import rotations as _rot
 from .canonical import SKELETON, CanonicalSkeleton
 from .skeleton import forward_kinematics
 
-__all__ = ["lock_feet", "correct_root", "ground_root", "contact_mask", "clearance", "LEGS",
+__all__ = ["lock_feet", "correct_root", "ground_root", "contact_mask", "clearance", "smooth_path",
+           "LEGS",
            "TOE_CONTACT_CM", "ANKLE_CONTACT_CM", "CHANNEL_THRESHOLD"]
 
 #: (upper leg, lower leg, foot, toes) joint names per side.
@@ -215,18 +223,52 @@ def _lift(toe_y, swing, clear_cm):
     return np.maximum(smooth, need)
 
 
+_D3 = np.array([-1.0, 3.0, -3.0, 1.0])
+
+
+def smooth_path(path, fixed, free, lam: float = 1.0):
+    """``path`` (F, C) with its ``free`` frames (F,) bool replaced by the path that minimises
+    ``Σ_free |p − path|² + lam · Σ |Δ³p|²`` (Δ³: the third difference over frames, every
+    window touching a free frame), the other frames held as they are (``fixed`` frames are
+    never free). One small dense solve per run of free frames; ``lam`` 0 returns a copy."""
+    out = np.array(path, dtype=np.float64)
+    free = np.asarray(free, dtype=bool) & ~np.asarray(fixed, dtype=bool)
+    F = len(out)
+    if lam <= 0 or F < 4 or not free.any():
+        return out
+    for a, b in _runs(free):
+        lo, hi = max(0, a - 3), min(F, b + 3)
+        n = hi - lo
+        starts = [i for i in range(lo, hi - 3) if i + 3 >= a and i < b]
+        if not starts:
+            continue
+        A = np.zeros((len(starts), n))
+        for r, i in enumerate(starts):
+            A[r, i - lo:i - lo + 4] = _D3
+        idx = np.arange(lo, hi)
+        f = (idx >= a) & (idx < b)
+        Af, Ax = A[:, f], A[:, ~f]
+        M = np.eye(b - a) + lam * Af.T @ Af
+        rhs = out[a:b] - lam * Af.T @ (Ax @ out[lo:hi][~f])
+        out[a:b] = np.linalg.solve(M, rhs)
+    return out
+
+
 def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELETON, *,
               contacts=None, height_cm: float = 6.0, speed_cm: float = 6.0, blend: int = 4,
               clear_cm: float = 6.0, root: bool = True, ground: bool = True,
               channel_gate_cm: float = 4.0, ground_gate_cm: float = 15.0,
               fast_clear_cm: float = 10.0, swing_speed_cm: float = 5.0,
-              anchors=None, return_info: bool = False):
+              smooth: float = 1.0, soft_cm: float = 2.0, anchors=None,
+              return_info: bool = False):
     """Planted feet on the floor and held still (see the module docstring): contacts from
     ``contacts`` (the model's (F, 4) foot-contact channels, optional) and the foot heights,
     :func:`ground_root` (``root and ground``; contacts gated at ``ground_gate_cm`` of
     clearance so a floating body is found), :func:`correct_root` (``root``), then two-bone IK
     pinning each contact run (toe at its median ground position, clearance 0 when
-    ``ground``). ``anchors`` (F,) bool: frames whose legs must stay as they are (an
+    ``ground``), the ground-plane path eased into and out of each plant (:func:`smooth_path`
+    with weight ``smooth`` over the frames up to ``blend`` + 4 of a correction; 0: off) and a
+    soft reach of ``soft_cm`` at full leg extension (0: the hard limit). ``anchors`` (F,) bool: frames whose legs must stay as they are (an
     animator's keys): a contact run holding one is pinned where the toe is at its first
     anchor frame, and no anchor frame is moved. Returns ``(local_quats, root_translation)``
     (and an info dict)."""
@@ -288,6 +330,15 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         floor = np.minimum(clear[:, i], 0.0) - clear[:, i]
         d[~in_run, 1] = np.maximum(d[~in_run, 1], floor[~in_run])
         d[:, 1] = np.where(lift > 0, np.maximum(d[:, 1], lift), d[:, 1])
+        if smooth > 0 and runs:
+            # ease the ground-plane path into and out of the plants: only near a correction
+            near = np.abs(d[:, [0, 2]]).max(axis=1) > 1e-9
+            reach = blend + 4
+            pad = np.pad(near, reach)
+            near = np.any(np.stack([pad[k:k + F] for k in range(2 * reach + 1)]), axis=0)
+            held = in_run if anchors is None else in_run | anchors
+            path = smooth_path(toe[:, [0, 2]] + d[:, [0, 2]], held, near, smooth)
+            d[:, [0, 2]] = path - toe[:, [0, 2]]
         info["contact_frames"] += int(in_run.sum())
         info["max_shift_cm"] = max(info["max_shift_cm"], float(np.abs(d).max()))
         moved = np.linalg.norm(d, axis=1) > 1e-9
@@ -299,6 +350,16 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         l2 = np.linalg.norm(A - K, axis=1)
         HT = T - H
         D = np.linalg.norm(HT, axis=1)
+        if soft_cm > 0:
+            # soft reach: near full extension the leg's length follows the target's softly
+            # (measured from the leg as it was, so an uncorrected frame is unchanged) and the
+            # knee does not snap straight
+            top = l1 + l2 - soft_cm
+
+            def _soft(v):
+                return np.where(v > top, top + soft_cm * (1.0 - np.exp(-(v - top) / soft_cm)), v)
+            D0 = np.linalg.norm(A - H, axis=1)
+            D = D0 + _soft(D) - _soft(D0)
         D = np.clip(D, np.abs(l1 - l2) + 1e-3, l1 + l2 - 1e-3)
         uvec = _normalize(HT, np.array([0.0, -1.0, 0.0]))
         # the knee stays on its side of the hip-target line

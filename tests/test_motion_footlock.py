@@ -52,18 +52,24 @@ def test_anchored_frames_stay_and_pin_their_run():
     q, x = standing(40, 1.0)  # 20 cm/s: a slow slide the legs can reach both ways
     anchors = np.zeros(40, bool)
     anchors[10] = True
-    q2, x2 = footlock.lock_feet(q, x, root=False, ground=False, anchors=anchors)
-    np.testing.assert_array_equal(q2[anchors], q[anchors])
-    np.testing.assert_array_equal(x2, x)
-    after, p1 = toe_steps(q2, x2)
     p0 = canon.canonical_forward_kinematics(q, x)
     grounded = p0[0, TOES, 1] < 5.0
-    # one run over the whole clip: held at frame 10's toe position, not the median (frame 20),
-    # as far as the leg reaches (the root drifts on: 20 cm past the key it cannot)
-    held = p1[:31, TOES][:, grounded][..., [0, 2]]
-    np.testing.assert_allclose(held, np.broadcast_to(p0[10, TOES][grounded][..., [0, 2]],
-                                                     held.shape), atol=0.1)
-    assert after[:30, grounded].max() < 0.05
+    key = np.broadcast_to(p0[10, TOES][grounded][..., [0, 2]], (31, 1, 2))
+    # the hard reach (soft_cm=0), then the default soft one: near full extension the leg
+    # stops up to soft_cm / e short of the target instead of snapping straight
+    for soft, tol in ((0.0, 0.1), (2.0, 2.0 / np.e + 0.05)):
+        q2, x2 = footlock.lock_feet(q, x, root=False, ground=False, anchors=anchors,
+                                    soft_cm=soft)
+        np.testing.assert_array_equal(q2[anchors], q[anchors])
+        np.testing.assert_array_equal(x2, x)
+        after, p1 = toe_steps(q2, x2)
+        # one run over the whole clip: held at frame 10's toe position, not the median
+        # (frame 20), as far as the leg reaches (the root drifts on: 20 cm past the key it
+        # cannot)
+        held = p1[:31, TOES][:, grounded][..., [0, 2]]
+        np.testing.assert_allclose(held, key, atol=tol)
+        np.testing.assert_allclose(held[:20], key[:20], atol=0.1)  # well within reach
+    assert after[:20, grounded].max() < 0.05
     q3, _ = footlock.lock_feet(q, x, root=False, ground=False)  # without: the median
     assert np.abs(q3[10] - q[10]).max() > 1e-3
 
@@ -208,3 +214,48 @@ def test_no_pops_at_contact_boundaries():
     assert _max_accel_at_boundaries(q2, x2, on) < 2.0
     p = canon.canonical_forward_kinematics(q2, x2)
     assert np.linalg.norm(np.diff(p, axis=0), axis=-1).max() < 9.0   # and no jumps
+
+
+def test_plants_are_eased_and_contacts_untouched():
+    """A foot sliding into a plant slows into it over a few frames (the least-jerk path
+    outside the contact run) instead of stopping dead; the planted frames are exactly where
+    they were, and smoothing with weight 0 is the old locking."""
+    from sparse_motion.motion import smoothness
+    F = 40
+    q, x = standing(F, 2.0)
+    grounded = canon.canonical_forward_kinematics(q[:1], x[:1])[0, TOES, 1] < 5.0
+    c = np.zeros((F, 4))
+    c[15:30] = 1.0  # the model's contact channels: planted on frames 15-29 only
+
+    def toe(**kw):
+        q2, x2 = footlock.lock_feet(q, x, contacts=c, root=False, speed_cm=1.0, **kw)
+        return canon.canonical_forward_kinematics(q2, x2)[:, TOES][:, grounded][:, 0]
+
+    hard, eased = toe(smooth=0.0, soft_cm=0.0), toe(soft_cm=0.0)
+    for t in (hard, eased):  # held still on the run
+        assert np.abs(np.diff(t[15:30, [0, 2]], axis=0)).max() < 1e-6
+    np.testing.assert_allclose(eased[15:30], hard[15:30], atol=1e-6)
+    j_hard = np.abs(np.diff(hard, n=3, axis=0)).sum(-1).max()
+    j_eased = np.abs(np.diff(eased, n=3, axis=0)).sum(-1).max()
+    assert j_eased < 0.9 * j_hard, (j_eased, j_hard)
+    # smooth_path: held frames never move, weight 0 is the identity
+    path = np.cumsum(np.r_[np.full(10, 3.0), np.zeros(10)])[:, None]
+    held = np.arange(20) >= 10
+    out = footlock.smooth_path(path, held, ~held, 1.0)
+    np.testing.assert_array_equal(out[held], path[held])
+    assert np.abs(np.diff(out, n=3, axis=0)).max() < np.abs(np.diff(path, n=3, axis=0)).max()
+    np.testing.assert_array_equal(footlock.smooth_path(path, held, ~held, 0.0), path)
+
+
+def test_soft_reach_keeps_the_knee_from_snapping():
+    """A pinned foot the leg cannot reach: with the hard limit the knee snaps straight (a
+    spike of jerk), with the soft reach it straightens gradually."""
+    from sparse_motion.motion import smoothness
+    q, x = standing(40, 4.0)
+    c = np.zeros((40, 4))
+    c[15:30] = 1.0
+    jerk = {}
+    for soft in (0.0, 2.0):
+        q2, x2 = footlock.lock_feet(q, x, contacts=c, root=False, speed_cm=1.0, soft_cm=soft)
+        jerk[soft] = smoothness.jerk(canon.canonical_forward_kinematics(q2, x2), 20).max()
+    assert jerk[2.0] < 0.5 * jerk[0.0], jerk
