@@ -239,12 +239,13 @@ def smooth_path(path, fixed, free, lam: float = 1.0):
     for a, b in _runs(free):
         lo, hi = max(0, a - 3), min(F, b + 3)
         n = hi - lo
-        starts = [i for i in range(lo, hi - 3) if i + 3 >= a and i < b]
-        if not starts:
+        starts = np.arange(max(lo, a - 3), min(hi - 3, b))  # windows touching a free frame
+        if not len(starts):
             continue
         A = np.zeros((len(starts), n))
-        for r, i in enumerate(starts):
-            A[r, i - lo:i - lo + 4] = _D3
+        rows = np.arange(len(starts))
+        for c in range(4):
+            A[rows, starts - lo + c] = _D3[c]
         idx = np.arange(lo, hi)
         f = (idx >= a) & (idx < b)
         Af, Ax = A[:, f], A[:, ~f]
