@@ -344,6 +344,73 @@ def _side_variant(text: str, content: str, contents) -> str:
     return cand if cand in contents else content
 
 
+#: Nouns of the caption generator's styled subjects that say nothing about style.
+_GENERIC_NOUNS = frozenset({"person", "man", "woman", "lady", "guy", "boy", "girl", "citizen",
+                            "performer", "actor", "wannabe"})
+#: A style word after one of these is not asked for ("not happy", "without energy").
+_NEGATIONS = frozenset({"not", "never", "no", "without", "nor", "isnt"})
+#: Words of the style tables too common in other senses ("a little wave", "spent a while").
+_AMBIGUOUS = frozenset({"little", "spent"})
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+_style_vocab: dict | None = None
+
+
+def _style_vocabulary() -> dict:
+    """``{word: frozenset(styles)}``: the one-word adjectives, adverbs and subject nouns of the
+    caption generator's style tables (``motion/captions.py``; "old" names old and elderly,
+    "kid" childish), not the words that any subject could have (person, woman, ...)."""
+    global _style_vocab
+    if _style_vocab is None:
+        vocab: dict = {}
+        for style, (adjs, subjects, manners, _leads) in _captions._STYLES.items():
+            words = [a.lower() for a in adjs + manners if " " not in a]
+            nouns = [sub.split()[-1].lower() for sub in subjects]
+            nouns = [n for n in nouns if n not in _GENERIC_NOUNS]
+            words += nouns + [n + "s" for n in nouns if not n.endswith(("s", "y"))]  # kids
+            for w in words:
+                if w not in _AMBIGUOUS:
+                    vocab.setdefault(w, set()).add(style)
+        _style_vocab = {w: frozenset(v) for w, v in vocab.items()}
+    return _style_vocab
+
+
+def _near(a: str, b: str) -> bool:
+    """One typo apart: a letter dropped, added, changed or two swapped."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k in range(len(a)) if a[k] != b[k]), len(a))
+    return a[i:] == b[i + 1:]
+
+
+def _style_words(text: str, styles) -> frozenset:
+    """The styles ``styles`` (the model's) that the prompt names by a word of the caption
+    generator's style tables (:func:`_style_vocabulary`), typos of one letter in words of six
+    letters or more included, a negated word ("not happy") excluded. Sentence embeddings
+    weigh a trailing "…, sad" or "angry one-handed wave" less than the action around it, and
+    the neutral style then wins; a named style word is what the animator asked for."""
+    vocab = _style_vocabulary()
+    words = _WORD.findall(text.lower())
+    found: set = set()
+    for k, w in enumerate(words):
+        if k > 0 and words[k - 1] in _NEGATIONS:
+            continue
+        hit = vocab.get(w)
+        if hit is None and len(w) >= 6:
+            near = [v for v in vocab if len(v) >= 6 and _near(w, v)]
+            hit = frozenset().union(*(vocab[v] for v in near)) if near else None
+        if hit:
+            found |= hit
+    return frozenset(found & set(styles))
+
+
 def _compute(text: str, encoder: TextEncoder, labels: Labels,
              emb: np.ndarray | None = None) -> Understanding:
     t0 = time.perf_counter()
@@ -358,6 +425,12 @@ def _compute(text: str, encoder: TextEncoder, labels: Labels,
     cp, sp = _softmax(cs), _softmax(ss)
     order = np.argsort(-cp)
     c, s = int(order[0]), int(np.argmax(sp))
+    named = _style_words(text, labels.styles)
+    if named and labels.styles[s] not in named:
+        # a style the prompt names by its word: the nearest of those (confidence among them)
+        pick = np.array([st in named for st in labels.styles])
+        sp = _softmax(np.where(pick, ss, -np.inf))
+        s = int(np.argmax(sp))
     understood = bool(cs[c] >= CONTENT_MIN)
     side = labels.contents.index(_side_variant(text, labels.contents[c], labels.contents))
     if side != c:  # the named side: it takes the pair's confidence (left and right as one)

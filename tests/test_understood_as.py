@@ -206,3 +206,32 @@ def test_right_hand_prompts_are_understood_on_their_side(pkg):
         u = ua.understand(text, pkg)
         assert u.content == want, (text, u.content)
         assert u.alternatives[0][0] == want and 0.0 < u.content_confidence <= 1.0
+
+
+def test_a_named_style_word_wins():
+    """A style word of the caption generator's tables names the style, where the sentence
+    embedding weighs it less than the action around it (the neutral style won these); typos
+    of one letter in long words count, a negated word and words common in other senses do
+    not."""
+    styles = captions.ALL_STYLES
+    sw = ua._style_words
+    assert sw("a farewell wave with one hand, sad", styles) == {"sad"}
+    assert sw("angry one-handed goodbye", styles) == {"angry"}
+    assert sw("exausted jogger", styles) == {"exhausted"}           # a dropped letter
+    assert sw("waves like a kid", styles) == {"childish"}
+    assert sw("an old man bows", styles) == {"old", "elderly"}      # the embedding picks
+    assert sw("he is not happy about it", styles) == frozenset()    # negated
+    assert sw("a little wave with the right hand", styles) == frozenset()
+    assert sw("flails both hands over the head", styles) == frozenset()  # not "frail"
+    assert sw("sad and angry", ("sad", "normal")) == {"sad"}        # only the model's styles
+    assert ua._near("exausted", "exhausted") and ua._near("agnry", "angry")
+    assert not ua._near("flails", "frailly")
+
+
+def test_named_style_in_understanding(pkg):
+    for text, want in (("a farewell wave with one hand, sad", ("sad",)),
+                       ("angry one-handed goodbye wave", ("angry",)),
+                       ("left hand waves side to side slowly, elderly", ("elderly", "old"))):
+        u = ua.understand(text, pkg)
+        assert u.style in want, (text, u.style)
+        assert 0.0 < u.style_confidence <= 1.0
