@@ -360,7 +360,9 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
             def _soft(v):
                 return np.where(v > top, top + soft_cm * (1.0 - np.exp(-(v - top) / soft_cm)), v)
             D0 = np.linalg.norm(A - H, axis=1)
-            D = D0 + _soft(D) - _soft(D0)
+            # only reaching further is softened: a foot drawn up (out of the floor) goes all
+            # the way
+            D = np.where(D > D0, D0 + _soft(D) - _soft(D0), D)
         D = np.clip(D, np.abs(l1 - l2) + 1e-3, l1 + l2 - 1e-3)
         uvec = _normalize(HT, np.array([0.0, -1.0, 0.0]))
         # the knee stays on its side of the hip-target line
