@@ -16,7 +16,8 @@ captions from the caption generator (styles of that content's clips) × ``--seed
 (``Generation.motion``: foot locking and grounding). Measures: ``motion.physics.measure``
 pooled per content. Prints one table per content (real / before / after, and the raw decode),
 with the issue's bars checked on "after": foot skating ≤ 1.3× real, penetration ≤ 2× real +
-0.2 cm, modal foot height within 1.5 cm of real, mean joint speed 0.7–1.4× real.
+0.2 cm, modal foot height within 1.5 cm of real, mean joint speed 0.7–1.4× real. The
+mean jerk (``physics.measure``'s ``mean_jerk_m_s3``) is shown beside them, without a bar.
 """
 from __future__ import annotations
 
@@ -123,10 +124,17 @@ def main(argv=None):
             misses[k] += not ok
             print(f"  {SHORT[k]:24s} {fmt(real[c][k])} {fmt(raw[c][k])} {fmt(b)} "
                   f"{fmt(post[c][k])}  {'ok' if ok else 'MISSED'}")
+        k = "mean_jerk_m_s3"
+        print(f"  {'jerk m/s³ (no bar)':24s} {fmt(real[c].get(k))} {fmt(raw[c].get(k))} "
+              f"{fmt(before.get(c, {}).get(k))} {fmt(post[c].get(k))}")
     print(f"\npost-processing (decode + foot lock/grounding) of {result['post_seconds']['frames']} "
           f"frames: median {result['post_seconds']['median'] * 1e3:.1f} ms, "
           f"max {result['post_seconds']['max'] * 1e3:.1f} ms")
     print("bars missed per measure:", dict(misses) or "none")
+    ratio = {n: [d[c]["mean_jerk_m_s3"] / real[c]["mean_jerk_m_s3"] for c in contents if c in real]
+             for n, d in (("raw", raw), ("after", post))}
+    print("jerk × real, mean over contents: " + ", ".join(
+        f"{n} {np.mean(v):.2f}" for n, v in ratio.items()))
 
 
 def compare(models, names, real, ds, by, contents, args, seeds):

@@ -37,6 +37,10 @@ Measures (all floats; ``nan`` where a measure has nothing to average):
     joint's height: 4.5 for feet resting on the floor.
 ``mean_joint_speed_cm_s``
     mean 3-D speed of all joints over all transitions (cm/s).
+``mean_jerk_m_s3``
+    mean over frames of FlowMDM's jerk (``motion.smoothness.jerk``: per frame the largest
+    L1 norm over the joints of the third difference of position), in m/s³: how smooth the
+    motion is (not one of the issue's bars; real clips about 59).
 ``frames``, ``near_floor_transitions``
     the counts behind the averages.
 
@@ -114,8 +118,8 @@ def measure(positions, fps: float, *, up: str = "y", foot_joints=FOOT_JOINTS,
         raise ValueError("no clips to measure")
     fps = float(fps)
     hist = np.zeros(_BIN_HI - _BIN_LO, dtype=np.int64)
-    frames = transitions = near = 0
-    skate_sum = pen_sum = speed_sum = 0.0
+    frames = transitions = near = jerk_n = 0
+    skate_sum = pen_sum = speed_sum = jerk_sum = 0.0
     for clip in clips:
         p = _as_positions(clip, up)
         h, joint = lowest_foot_height(p, foot_joints)
@@ -127,6 +131,10 @@ def measure(positions, fps: float, *, up: str = "y", foot_joints=FOOT_JOINTS,
             continue
         step = np.diff(p, axis=0)
         speed_sum += float(np.linalg.norm(step, axis=-1).mean(axis=1).sum()) * fps
+        if len(p) >= 4:
+            d3 = np.abs(np.diff(p, n=3, axis=0)).sum(axis=-1).max(axis=-1)
+            jerk_sum += float(d3.sum()) * fps ** 3 / 100.0   # cm -> m
+            jerk_n += len(d3)
         transitions += len(step)
         t = np.arange(len(p) - 1)
         j = joint[:-1]                                   # the lowest foot joint of frame t
@@ -141,6 +149,7 @@ def measure(positions, fps: float, *, up: str = "y", foot_joints=FOOT_JOINTS,
         "penetration_cm": pen_sum / frames,
         "modal_foot_height_cm": float(_BIN_LO + np.argmax(hist) + 0.5),
         "mean_joint_speed_cm_s": speed_sum / transitions if transitions else nan,
+        "mean_jerk_m_s3": jerk_sum / jerk_n if jerk_n else nan,
         "frames": int(frames),
         "near_floor_transitions": int(near),
     }

@@ -153,3 +153,19 @@ def test_real_per_content_pools_the_clips_of_each_content():
     assert real["walk"]["mean_joint_speed_cm_s"] == pytest.approx(
         physics.measure(pos, 20)["mean_joint_speed_cm_s"])
     assert set(physics.real_per_content(ds, ["bow", "run"])[0]) == {"bow"}
+
+
+def test_mean_jerk_is_flowmdms_jerk_in_m_per_s3():
+    """Still or constant-velocity motion has no jerk; one joint stepping 1 cm once gives
+    third differences of 1, 2, 1... cm (max over joints, L1 over axes) times fps³."""
+    still = body(20)
+    assert physics.measure(still, fps=20)["mean_jerk_m_s3"] == 0.0
+    moving = still.copy()
+    moving[:, :, 2] += 2.0 * np.arange(20)[:, None]          # 40 cm/s, constant
+    assert physics.measure(moving, fps=20)["mean_jerk_m_s3"] == pytest.approx(0.0, abs=1e-9)
+    step = still.copy()
+    step[10:, 3, 0] += 1.0                                    # joint 3 jumps 1 cm at frame 10
+    d3 = np.array([1.0, 2.0, 1.0])                            # |Δ³| of a unit step
+    want = d3.sum() * 20 ** 3 / 100.0 / (20 - 3)
+    assert physics.measure(step, fps=20)["mean_jerk_m_s3"] == pytest.approx(want)
+    assert np.isnan(physics.measure(body(3), fps=20)["mean_jerk_m_s3"])  # too short
