@@ -82,6 +82,9 @@ def main(argv=None):
                     help="a model package folder (any kind; repeat to compare; default: the "
                          "shipped sMDM)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lock-args", default="",
+                    help='JSON keyword arguments for footlock.lock_feet, to measure a variant '
+                         '(e.g. \'{"smooth": 0, "soft_cm": 0}\': without the eased plants)')
     ap.add_argument("--save", help="write the measures to this JSON file")
     ap.add_argument("--before", help="a --save file of an earlier run: shown as 'before'")
     args = ap.parse_args(argv)
@@ -90,6 +93,11 @@ def main(argv=None):
     from sparse_motion.inference.generation import open_model
     from sparse_motion.inference.runtime import RuntimeSettings
 
+    if args.lock_args:
+        import functools
+
+        from sparse_motion.motion import footlock
+        footlock.lock_feet = functools.partial(footlock.lock_feet, **json.loads(args.lock_args))
     ds = _ds.load_dataset(args.dataset)
     all_contents = sorted({ds.clip(i)["content"] for i in range(len(ds))})
     contents = [c for c in args.contents.split(",") if c] or all_contents
