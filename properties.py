@@ -204,7 +204,11 @@ def fill_props():
                                  "(empty: whatever moves naturally through them)", default=""),
         "frame_range": EnumProperty(name="Range", items=FILL_RANGES, default="KEYS"),
         "bones": EnumProperty(name="Constrain", items=FILL_BONES, default="ALL"),
-        **{k: gen[k] for k in ("seed", "key_mode", "key_percent", "steps")},
+        **{k: gen[k] for k in ("seed",)},
+        "results": IntProperty(name="Results", description="How many fills: the first is "
+                               "written into the action, each other one into a copy of the "
+                               "action (a new action to swap in)", default=1, min=1, max=8),
+        **{k: gen[k] for k in ("key_mode", "key_percent", "steps")},
     }
 
 
@@ -213,7 +217,7 @@ FILL_FIELDS = tuple(fill_props())
 
 
 def draw_fill_options(layout, owner, prefix=""):
-    for name in ("seed", "frame_range", "bones", "key_mode"):
+    for name in ("seed", "results", "frame_range", "bones", "key_mode"):
         layout.prop(owner, prefix + name)
     if getattr(owner, prefix + "key_mode") == "PERCENT":
         layout.prop(owner, prefix + "key_percent")

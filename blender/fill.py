@@ -44,6 +44,8 @@ __all__ = ["FillRequest", "FillResult", "FillPlan", "prepare", "sample", "apply"
 
 RANGES = ("KEYS", "SCENE")
 KEY_MODES = ("MODEL", "PERCENT")
+#: The most results one fill makes (the first in place, the others as new actions).
+MAX_RESULTS = 8
 #: Keys further apart than this (cm of hip travel per second) are a teleport warning.
 TELEPORT_CM_S = 1000.0
 
@@ -53,6 +55,7 @@ class FillRequest:
     obj: object
     prompt: str = ""
     seed: int = 0
+    results: int = 1            # > 1: the others go into copies of the action (alternatives)
     frame_range: str = "KEYS"   # KEYS: first to last key; SCENE: the scene's (preview) range
     bones: str = "ALL"          # constrained bones: ALL keyed bones, or the SELECTED ones
     key_mode: str = "MODEL"     # keys on the model's keyframes, or PERCENT of the frames
@@ -96,12 +99,19 @@ class FillResult:
     model: str
     timings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    alternatives: list = field(default_factory=list)  # the other results: new actions
 
     def message(self) -> str:
         total = sum(self.timings.get(k, 0.0) for k in ("text", "sampling", "decoding", "writing"))
+        more = ""
+        if self.alternatives:
+            names = ", ".join(f"'{a.name}'" for a in self.alternatives)
+            more = (f"; {len(self.alternatives)} more result"
+                    f"{'s' if len(self.alternatives) > 1 else ''} as new actions ({names}, "
+                    "kept with a fake user: swap one in from the Action Editor)")
         return (f"Filled frames {self.first}–{self.last} of '{self.action.name}' between "
                 f"{self.user_keys} keyed frames: {self.new_keys:,} keys on {self.key_frames} "
-                f"new frames, {self.bones} bones, with {self.model}, {total:.2f} s")
+                f"new frames, {self.bones} bones, with {self.model}, {total:.2f} s{more}")
 
 
 # --------------------------------------------------------------------------- checks
@@ -150,6 +160,8 @@ def prepare(req: FillRequest) -> FillPlan:
         raise InputError("Unknown range, bones or keyframes option")
     if not 0.0 < req.key_percent <= 100.0:
         raise InputError("Keyframe percentage must be between 0 and 100")
+    if not 1 <= int(req.results) <= MAX_RESULTS:
+        raise InputError(f"Results must be between 1 and {MAX_RESULTS}")
     action = obj.animation_data.action
     channels = actions.channels_for(obj)
     curves = _bone_curves(obj, channels)
@@ -230,6 +242,7 @@ def sample(plan: FillPlan, progress=None, cancel=None):
     frac = None if req.key_mode == "MODEL" else req.key_percent / 100.0
     return plan.model.fill(plan.known, plan.prompt, int(req.seed), steps=int(req.steps),
                            guidance=float(req.guidance), key_fraction=frac,
+                           results=int(req.results),
                            strength=req.strength, progress=progress, cancel=cancel)
 
 
@@ -449,25 +462,69 @@ def _fit_new_keys(old, new, vals, first, last, original):
     return kv, hl, hr
 
 
-def apply(fill, plan: FillPlan) -> FillResult:
-    """Main thread: write the filled motion into the action, all or nothing."""
-    from .generate import _scene_keys, _to_scene_rate
+def _alternative_channels(obj, plan: FillPlan, r: int):
+    """A copy of the filled action for result ``r`` (named "<action> fill <r+1>", kept with a
+    fake user; not assigned) and its channels for ``obj``: the same slot on 4.4+."""
+    copy = plan.action.copy()
+    copy.name = f"{plan.action.name} fill {r + 1}"
+    copy.use_fake_user = True
+    slot = actions.assigned_slot(obj)
+    if slot is not None:
+        from bpy_extras import anim_utils
 
+        same = next((s for s in copy.slots if s.identifier == slot.identifier), None)
+        if same is not None:
+            return copy, actions.Channels(
+                copy, anim_utils.action_get_channelbag_for_slot(copy, same), same)
+    return copy, actions.channels_for(obj, copy)
+
+
+def apply(fill, plan: FillPlan) -> FillResult:
+    """Main thread: write the filled motion into the action, all or nothing. With several
+    results the first goes into the action, each other one into a copy of the action as it
+    was (a new action, not assigned), so the animator can swap one in."""
     t0 = time.perf_counter()
-    req = plan.req
-    obj = req.obj
+    obj = plan.req.obj
     problem = fill_problem(obj)
     if problem:
         raise InputError(problem)
     if obj.animation_data.action != plan.action:
         raise InputError(f"'{obj.name}' plays another action now: fill again")
+    copies = []
+    try:
+        with Rollback() as rb:
+            for r in range(1, len(fill.motions)):  # from the action before it is filled
+                copy, channels = _alternative_channels(obj, plan, r)
+                copies.append(copy)
+                _write(fill, plan, r, channels, rb)
+            counts, t_fit = _write(fill, plan, 0, actions.channels_for(obj), rb)
+    except BaseException:
+        for copy in copies:
+            bpy.data.actions.remove(copy)
+        raise
+    timings = dict(fill.timings)
+    timings["writing"] = time.perf_counter() - t0
+    timings["fitting"] = t_fit - t0
+    return FillResult(obj=obj, action=plan.action, first=plan.first, last=plan.last,
+                      user_keys=len(plan.key_frames), model=fill.generation.model,
+                      timings=timings, warnings=list(plan.warnings), alternatives=copies,
+                      **counts)
+
+
+def _write(fill, plan: FillPlan, result: int, channels, rb):
+    """Result ``result`` of ``fill`` into ``channels`` (the action's curves for the rig): new keys
+    beside the animator's, recorded in ``rb``. ``({new_keys, key_frames, bones}, t_fit)``."""
+    from .generate import _scene_keys, _to_scene_rate
+
+    req = plan.req
+    obj = req.obj
     first, last, fps = plan.first, plan.last, plan.fps
     F = last - first + 1
-    q, x = fill.motions[0]
+    q, x = fill.motions[result]
     q, x = _to_scene_rate(q, x, fill.generation.fps, fps, F)
     values = _rig_values(plan, q, x)
     if req.key_mode == "MODEL":
-        write = np.array(_scene_keys(fill.keys[0], fill.generation.fps, fps, F, first))
+        write = np.array(_scene_keys(fill.keys[result], fill.generation.fps, fps, F, first))
     else:
         from ..inference import smdm_core as core
 
@@ -476,7 +533,6 @@ def apply(fill, plan: FillPlan) -> FillResult:
         areas[np.round(plan.key_frames - first).astype(np.int64)] = np.inf
         n = core.key_count(F, req.key_percent / 100.0)
         write = first + core.keys_from_areas(areas, n).astype(np.float64)
-    channels = actions.channels_for(obj)
     existing = {(fc.data_path, fc.array_index): fc for fc in channels.fcurves}
 
     def rows_of(fc):
@@ -514,21 +570,14 @@ def apply(fill, plan: FillPlan) -> FillResult:
                                        first, last, fc.evaluate if has else None)
             planned.append((key, fc, bone, new.astype(np.float64), kv, hl, hr))
     t_fit = time.perf_counter()
-    user_frames = len(plan.key_frames)
     new_frames = set()
     new_keys = 0
-    with Rollback() as rb:
-        for key, fc, bone, frames, kv, hl, hr in planned:
-            add_keys(channels, key, bone, fc, _new_keys(frames, kv, hl, hr), rb)
-            new_frames.update(frames.tolist())
-            new_keys += len(frames)
-    timings = dict(fill.timings)
-    timings["writing"] = time.perf_counter() - t0
-    timings["fitting"] = t_fit - t0
-    return FillResult(obj=obj, action=plan.action, first=first, last=last,
-                      user_keys=user_frames, new_keys=new_keys, key_frames=len(new_frames),
-                      bones=len({p[2] for p in planned}), model=fill.generation.model,
-                      timings=timings, warnings=list(plan.warnings))
+    for key, fc, bone, frames, kv, hl, hr in planned:
+        add_keys(channels, key, bone, fc, _new_keys(frames, kv, hl, hr), rb)
+        new_frames.update(frames.tolist())
+        new_keys += len(frames)
+    return (dict(new_keys=new_keys, key_frames=len(new_frames),
+                 bones=len({p[2] for p in planned})), t_fit)
 
 
 def fill_between(req: FillRequest, progress=None, cancel=None) -> FillResult:

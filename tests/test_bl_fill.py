@@ -233,3 +233,52 @@ def test_scene_range_fills_inside_it_only():
     assert len(new) and new.min() >= 20 and new.max() <= 80
     assert np.abs(world_heads(obj, [20, 31, 61, 80]) - at).max() <= 0.1  # joins what plays
     assert res.first == 20 and res.last == 80
+
+
+def test_several_results_go_into_copies_of_the_action():
+    """Results = 3: the first fill in the action, the other two in copies of the action as it
+    was (new actions with a fake user, not assigned), each with the animator's keys
+    bit-identical and a different fill; out-of-range results are refused with nothing
+    changed."""
+    obj = canonical_rig()
+    action = obj.animation_data.action
+    before = keys_of(obj)
+    n_actions = len(bpy.data.actions)
+    with pytest.raises(InputError, match="Results must be between 1 and 8"):
+        fill.fill_between(fill.FillRequest(obj=obj, results=9))
+    assert len(bpy.data.actions) == n_actions
+    user_keys_identical(before, keys_of(obj))
+    assert all(len(keys_of(obj)[k]["co"]) == len(before[k]["co"]) for k in before)
+    res = fill.fill_between(fill.FillRequest(obj=obj, seed=3, results=3))
+    assert obj.animation_data.action == action           # still plays the filled action
+    assert [a.name for a in res.alternatives] == [f"{action.name} fill 2",
+                                                  f"{action.name} fill 3"]
+    assert len(bpy.data.actions) == n_actions + 2
+    assert "2 more results as new actions" in res.message()
+    fills = [keys_of(obj)]
+    for alt in res.alternatives:
+        assert alt.use_fake_user and alt.users == 1      # only the fake user: not assigned
+        fills.append({(fc.data_path, fc.array_index): {p: np.asarray(v).copy() for p, v in
+                                                        fcurve_io.read_keys(fc).items()}
+                      for fc in actions.channels_for(obj, alt).fcurves})
+    for keys in fills:
+        user_keys_identical(before, keys)
+        assert sum(len(v["co"]) for v in keys.values()) > sum(
+            len(v["co"]) for v in before.values())       # filled: new keys between
+    hips = ('pose.bones["Hips"].rotation_quaternion', 1)
+    values = [np.asarray(k[hips]["co"]) for k in fills]
+    assert not np.array_equal(values[0], values[1]) and not np.array_equal(values[1], values[2])
+    # result 0 is the single fill of that seed (the batch may differ in the last digits)
+    obj2 = canonical_rig()
+    fill.fill_between(fill.FillRequest(obj=obj2, seed=3))
+    single = np.asarray(keys_of(obj2)[hips]["co"])
+    assert np.array_equal(single[:, 0], values[0][:, 0])
+    np.testing.assert_allclose(single[:, 1], values[0][:, 1], atol=1e-3)
+
+
+def test_results_through_the_operator():
+    obj = canonical_rig()
+    name = obj.animation_data.action.name
+    assert bpy.ops.sparse_motion.fill_between(seed=1, results=2) == {"FINISHED"}
+    alt = bpy.data.actions.get(f"{name} fill 2")
+    assert alt is not None and alt.use_fake_user and obj.animation_data.action.name == name
