@@ -27,10 +27,10 @@ goes through (``inference.smdm.Generation.motion``):
 5. **Smooth plants** (:func:`smooth_path`): where a correction was made, the toe's ground-plane
    path outside the contact runs is the least-jerk path near the faded one (third differences
    penalised, contact runs and animator's keys held exactly), so a foot slows into its plant
-   over a few frames instead of stopping dead in one; and the leg reaches full extension
-   softly (``soft_cm``), so a target at the edge of reach does not snap the knee. Both only
-   lower the jerk the pinning adds: contact frames, heights and feet that needed no
-   correction are untouched.
+   over a few frames instead of stopping dead in one; and the leg reaches further softly
+   over its last ``soft_cm`` (:func:`_soft_reach`), so a target at the edge of reach does
+   not snap the knee. Both only lower the jerk the pinning adds: contact frames, heights
+   and feet that needed no correction are untouched.
 
 A clip whose planted feet already rest still on the floor comes back unchanged. Returns new
 local rotations and root translation.
@@ -44,8 +44,7 @@ from .canonical import SKELETON, CanonicalSkeleton
 from .skeleton import forward_kinematics
 
 __all__ = ["lock_feet", "correct_root", "ground_root", "contact_mask", "clearance", "smooth_path",
-           "LEGS",
-           "TOE_CONTACT_CM", "ANKLE_CONTACT_CM", "CHANNEL_THRESHOLD"]
+           "LEGS", "TOE_CONTACT_CM", "ANKLE_CONTACT_CM", "CHANNEL_THRESHOLD"]
 
 #: (upper leg, lower leg, foot, toes) joint names per side.
 LEGS = (("UpperLeg_L", "LowerLeg_L", "Foot_L", "Toes_L"),
@@ -255,6 +254,19 @@ def smooth_path(path, fixed, free, lam: float = 1.0):
     return out
 
 
+def _soft_reach(D, D0, length, soft_cm):
+    """Hip-to-ankle distances ``D`` wanted, the leg's own ``D0``: reaching further than
+    ``D0`` follows ``D`` through a soft limit over the leg's last ``soft_cm`` (it nears the
+    full ``length`` exponentially, so the knee straightens gradually instead of snapping),
+    measured from ``D0`` so an uncorrected frame is unchanged; drawing the foot up (``D`` <
+    ``D0``, out of the floor) goes all the way."""
+    top = length - soft_cm
+
+    def soft(v):
+        return np.where(v > top, top + soft_cm * (1.0 - np.exp(-(v - top) / soft_cm)), v)
+    return np.where(D > D0, D0 + soft(D) - soft(D0), D)
+
+
 def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELETON, *,
               contacts=None, height_cm: float = 6.0, speed_cm: float = 6.0, blend: int = 4,
               clear_cm: float = 6.0, root: bool = True, ground: bool = True,
@@ -269,8 +281,8 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
     pinning each contact run (toe at its median ground position, clearance 0 when
     ``ground``), the ground-plane path eased into and out of each plant (:func:`smooth_path`
     with weight ``smooth`` over the frames up to ``blend`` + 4 of a correction; 0: off) and a
-    soft reach of ``soft_cm`` at full leg extension (0: the hard limit). ``anchors`` (F,) bool: frames whose legs must stay as they are (an
-    animator's keys): a contact run holding one is pinned where the toe is at its first
+    soft reach over the leg's last ``soft_cm`` (0: the hard limit). ``anchors`` (F,) bool:
+    frames whose legs must stay as they are (an animator's keys): a contact run holding one is pinned where the toe is at its first
     anchor frame, and no anchor frame is moved. Returns ``(local_quats, root_translation)``
     (and an info dict)."""
     q = _rot.quat_normalize(np.asarray(local_quats, dtype=np.float64))
@@ -352,17 +364,7 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         HT = T - H
         D = np.linalg.norm(HT, axis=1)
         if soft_cm > 0:
-            # soft reach: near full extension the leg's length follows the target's softly
-            # (measured from the leg as it was, so an uncorrected frame is unchanged) and the
-            # knee does not snap straight
-            top = l1 + l2 - soft_cm
-
-            def _soft(v):
-                return np.where(v > top, top + soft_cm * (1.0 - np.exp(-(v - top) / soft_cm)), v)
-            D0 = np.linalg.norm(A - H, axis=1)
-            # only reaching further is softened: a foot drawn up (out of the floor) goes all
-            # the way
-            D = np.where(D > D0, D0 + _soft(D) - _soft(D0), D)
+            D = _soft_reach(D, np.linalg.norm(A - H, axis=1), l1 + l2, soft_cm)
         D = np.clip(D, np.abs(l1 - l2) + 1e-3, l1 + l2 - 1e-3)
         uvec = _normalize(HT, np.array([0.0, -1.0, 0.0]))
         # the knee stays on its side of the hip-target line

@@ -43,8 +43,8 @@ def _request(op, context):
 
     prefs = preferences.get(context)
     return FillRequest(obj=context.active_object, prompt=op.prompt, seed=op.seed,
-                       results=op.results, frame_range=op.frame_range, bones=op.bones, key_mode=op.key_mode,
-                       key_percent=op.key_percent, steps=op.steps,
+                       results=op.results, frame_range=op.frame_range, bones=op.bones,
+                       key_mode=op.key_mode, key_percent=op.key_percent, steps=op.steps,
                        device=getattr(prefs, "device", "AUTO"),
                        threads=int(getattr(prefs, "threads", 0) or 0))
 
