@@ -209,14 +209,20 @@ def ground_root(root_translation, planted, clear):
     return x
 
 
+def _max_filter(v, r: int):
+    """Each frame's largest value of the 1-D ``v`` within ``r`` frames (a dilation of a bool
+    mask)."""
+    F = len(v)
+    pad = np.pad(v, r, mode="edge")
+    return np.max(np.stack([pad[i:i + F] for i in range(2 * r + 1)]), axis=0)
+
+
 def _lift(toe_y, swing, clear_cm):
     """Upward correction that brings swinging toes to ``clear_cm``, widened and smoothed."""
     need = np.where(swing, np.clip(clear_cm - toe_y, 0.0, None), 0.0)
     if not need.any():
         return need
-    F = len(need)
-    pad = np.pad(need, 2, mode="edge")
-    wide = np.max(np.stack([pad[i:i + F] for i in range(5)]), axis=0)
+    wide = _max_filter(need, 2)
     kernel = np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 9.0
     smooth = np.convolve(np.pad(wide, 2, mode="edge"), kernel, mode="valid")
     return np.maximum(smooth, need)
@@ -345,10 +351,7 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         d[:, 1] = np.where(lift > 0, np.maximum(d[:, 1], lift), d[:, 1])
         if smooth > 0 and runs:
             # ease the ground-plane path into and out of the plants: only near a correction
-            near = np.abs(d[:, [0, 2]]).max(axis=1) > 1e-9
-            reach = blend + 4
-            pad = np.pad(near, reach)
-            near = np.any(np.stack([pad[k:k + F] for k in range(2 * reach + 1)]), axis=0)
+            near = _max_filter(np.abs(d[:, [0, 2]]).max(axis=1) > 1e-9, blend + 4)
             held = in_run if anchors is None else in_run | anchors
             path = smooth_path(toe[:, [0, 2]] + d[:, [0, 2]], held, near, smooth)
             d[:, [0, 2]] = path - toe[:, [0, 2]]

@@ -54,6 +54,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import smoothness as _smoothness
+
 __all__ = ["measure", "lowest_foot_height", "modal_height", "real_per_content", "meets_bar",
            "FOOT_JOINTS", "TOE_CONTACT_CM", "NEAR_FLOOR_CM", "MEASURES"]
 
@@ -132,9 +134,9 @@ def measure(positions, fps: float, *, up: str = "y", foot_joints=FOOT_JOINTS,
         step = np.diff(p, axis=0)
         speed_sum += float(np.linalg.norm(step, axis=-1).mean(axis=1).sum()) * fps
         if len(p) >= 4:
-            d3 = np.abs(np.diff(p, n=3, axis=0)).sum(axis=-1).max(axis=-1)
-            jerk_sum += float(d3.sum()) * fps ** 3 / 100.0   # cm -> m
-            jerk_n += len(d3)
+            j = _smoothness.jerk(p, fps)                     # cm/s³
+            jerk_sum += float(j.sum()) / 100.0
+            jerk_n += len(j)
         transitions += len(step)
         t = np.arange(len(p) - 1)
         j = joint[:-1]                                   # the lowest foot joint of frame t
