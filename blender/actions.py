@@ -62,7 +62,9 @@ def channels_for(id_data, action=None) -> Channels | None:
     """The channels that animate ``id_data`` (from its assigned action unless one is given).
 
     Returns None when there is no action. On slotted Blender, the channelbag of the slot the
-    ID uses; an action whose slot has no channelbag gives an empty :class:`Channels`.
+    ID uses; in another action (a copy of it, say) the slot with the same identifier, else
+    its first slot for the ID's type; an action whose slot has no channelbag gives an empty
+    :class:`Channels`.
     """
     adt = getattr(id_data, "animation_data", None)
     if action is None:
@@ -71,7 +73,9 @@ def channels_for(id_data, action=None) -> Channels | None:
         return None
     if not is_slotted():
         return Channels(action, action)
-    slot = assigned_slot(id_data) if (adt is not None and adt.action == action) else None
+    slot = assigned_slot(id_data)
+    if slot is not None and adt.action != action:
+        slot = next((s for s in action.slots if s.identifier == slot.identifier), None)
     if slot is None:
         slot = _first_slot_for(action, id_data)
     if slot is None:

@@ -464,18 +464,10 @@ def _fit_new_keys(old, new, vals, first, last, original):
 
 def _alternative_channels(obj, plan: FillPlan, r: int):
     """A copy of the filled action for result ``r`` (named "<action> fill <r+1>", kept with a
-    fake user; not assigned) and its channels for ``obj``: the same slot on 4.4+."""
+    fake user; not assigned) and its channels for ``obj`` (the same slot on 4.4+)."""
     copy = plan.action.copy()
     copy.name = f"{plan.action.name} fill {r + 1}"
     copy.use_fake_user = True
-    slot = actions.assigned_slot(obj)
-    if slot is not None:
-        from bpy_extras import anim_utils
-
-        same = next((s for s in copy.slots if s.identifier == slot.identifier), None)
-        if same is not None:
-            return copy, actions.Channels(
-                copy, anim_utils.action_get_channelbag_for_slot(copy, same), same)
     return copy, actions.channels_for(obj, copy)
 
 

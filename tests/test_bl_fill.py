@@ -28,10 +28,11 @@ def addon():
         yield
 
 
-def keys_of(obj):
-    """Every key of the armature's action, every property: {(path, index): bytes per prop}."""
+def keys_of(obj, action=None):
+    """Every key of the armature's action (or ``action``), every property: {(path, index):
+    bytes per prop}."""
     out = {}
-    for fc in actions.channels_for(obj).fcurves:
+    for fc in actions.channels_for(obj, action).fcurves:
         keys = fcurve_io.read_keys(fc)
         out[(fc.data_path, fc.array_index)] = {p: np.asarray(v).copy() for p, v in keys.items()}
     return out
@@ -258,9 +259,7 @@ def test_several_results_go_into_copies_of_the_action():
     fills = [keys_of(obj)]
     for alt in res.alternatives:
         assert alt.use_fake_user and alt.users == 1      # only the fake user: not assigned
-        fills.append({(fc.data_path, fc.array_index): {p: np.asarray(v).copy() for p, v in
-                                                        fcurve_io.read_keys(fc).items()}
-                      for fc in actions.channels_for(obj, alt).fcurves})
+        fills.append(keys_of(obj, alt))
     for keys in fills:
         user_keys_identical(before, keys)
         assert sum(len(v["co"]) for v in keys.values()) > sum(
