@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import bl_fixtures as fx  # noqa: E402
 import test_retarget_core as core  # noqa: E402
 from test_bl_retarget import build  # noqa: E402
-from sparse_motion.blender import actions, bvh_io, fill  # noqa: E402
+from sparse_motion.blender import actions, bvh_io, fcurve_io, fill  # noqa: E402
 from sparse_motion.blender import retarget as bl_retarget  # noqa: E402
 from sparse_motion.blender.generate import CANONICAL_RIG_TAG  # noqa: E402
 from sparse_motion.motion import canonical as canon  # noqa: E402
@@ -74,15 +74,9 @@ def rig_with_motion(kind, q, x, fps):
 def keep_every(obj, frames):
     """Every F-curve keeps only its values at ``frames`` (auto-clamped Bezier keys)."""
     for fc in actions.channels_for(obj).fcurves:
-        vals = [fc.evaluate(f) for f in frames]
-        fc.keyframe_points.clear()
-        fc.keyframe_points.add(len(frames))
-        co = np.column_stack([np.asarray(frames, np.float64), vals]).ravel()
-        fc.keyframe_points.foreach_set("co", co)
-        for kp in fc.keyframe_points:
-            kp.interpolation = "BEZIER"
-            kp.handle_left_type = kp.handle_right_type = "AUTO_CLAMPED"
-        fc.update()
+        vals = np.array([fc.evaluate(f) for f in frames])
+        # auto-clamped handles: Blender computes them on update, the values given do not count
+        fcurve_io.write_keys(fc, frames, vals, vals, vals, handle_type="AUTO_CLAMPED")
 
 
 def main(argv=None):
