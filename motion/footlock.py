@@ -29,8 +29,14 @@ goes through (``inference.smdm.Generation.motion``):
    penalised, contact runs and animator's keys held exactly), so a foot slows into its plant
    over a few frames instead of stopping dead in one; and the leg reaches further softly
    over its last ``soft_cm`` (:func:`_soft_reach`), so a target at the edge of reach does
-   not snap the knee. Both only lower the jerk the pinning adds: contact frames, heights
-   and feet that needed no correction are untouched.
+   not snap the knee. Outside the contact runs the knee's correction is eased the same way
+   (least jerk, runs and keys held): bending a nearly straight leg moves the knee fast for a
+   small change of reach, so lifting a low swinging toe by a few cm snapped the knee. The
+   shin points at the target; where the foot would end lower than it, the knee's correction
+   there is pushed further and eased again (a few rounds: in a lift the foot may stay a few
+   cm short of its clearance), and an eased foot never goes under the floor where its target
+   does not (those frames keep the plain IK). All three only lower the jerk the pinning
+   adds: contact frames and feet that needed no correction are untouched.
 
 A clip whose planted feet already rest still on the floor comes back unchanged. Returns new
 local rotations and root translation.
@@ -55,6 +61,12 @@ TOE_CONTACT_CM = 4.24
 ANKLE_CONTACT_CM = 11.74
 #: A foot-contact channel above this value marks a contact.
 CHANNEL_THRESHOLD = 0.5
+#: Knee easing (:func:`lock_feet`): a foot may end this much lower than its target before
+#: the knee's correction there is pushed further, in at most this many rounds.
+KNEE_DROP_CM = 0.5
+KNEE_ROUNDS = 8
+KNEE_LOW_CM = 5.0
+KNEE_SKIM_CM = 2.0
 
 
 def _runs(mask):
@@ -231,33 +243,112 @@ def _lift(toe_y, swing, clear_cm):
 _D3 = np.array([-1.0, 3.0, -3.0, 1.0])
 
 
+class _Smoother:
+    """:func:`smooth_path` for one set of free frames, factored once: calling it with a path
+    solves for that path's free frames (the held frames' values enter the right-hand side),
+    so a caller easing several paths over the same frames pays for one factorisation.
+
+    The normal equations ``(I + lam AᵀA) x = path_free − lam Aᵀ h`` (A: the third-difference
+    windows touching a free frame, over the free frames; h: the held frames' part of each
+    window) are banded in the free frames' order (a window spans 4 frames), and split into
+    blocks that no window joins. Blocks of similar length are padded to one length and
+    factored together (a banded Cholesky vectorised over the blocks), so the Python loop
+    runs over a block's length, not over every frame."""
+
+    def __init__(self, free, lam: float):
+        free = np.asarray(free, dtype=bool)
+        F = len(free)
+        self.lam = float(lam)
+        self.unk = np.flatnonzero(free)
+        starts = np.arange(max(0, F - 3))
+        cols = starts[:, None] + np.arange(4)[None, :]       # (W, 4) frames of each window
+        inside = free[cols] if len(cols) else np.zeros((0, 4), dtype=bool)
+        keep = inside.any(axis=1)
+        self.cols, self.inside = cols[keep], inside[keep]
+        pos = np.full(F, -1)
+        pos[self.unk] = np.arange(len(self.unk))
+        n = len(self.unk)
+        band = np.zeros((4, n))
+        band[0] = 1.0
+        for c1 in range(4):
+            for c2 in range(c1 + 1):
+                ok = self.inside[:, c1] & self.inside[:, c2]
+                r, c = pos[self.cols[ok, c1]], pos[self.cols[ok, c2]]
+                np.add.at(band, (r - c, c), self.lam * _D3[c1] * _D3[c2])
+        self.pos = pos
+        # blocks: free frames more than 3 frames apart share no window
+        cut = np.flatnonzero(np.diff(self.unk) > 3) + 1
+        offs = np.r_[0, cut] if n else np.zeros(0, dtype=int)
+        lens = np.diff(np.r_[offs, n]) if n else np.zeros(0, dtype=int)
+        self.buckets = []
+        size = np.maximum(8, 2 ** np.ceil(np.log2(np.maximum(lens, 1)))).astype(int)
+        for m in np.unique(size):
+            ks = np.flatnonzero(size == m)
+            j = np.arange(m)
+            idx = offs[ks][:, None] + j[None, :]
+            valid = j[None, :] < lens[ks][:, None]
+            B = np.zeros((4, len(ks), m))
+            B[0] = 1.0                                         # padding: the identity
+            B[:, valid] = band[:, idx[valid]]
+            self.buckets.append((idx, valid, self._factor(B)))
+
+    @staticmethod
+    def _factor(B):
+        """Banded Cholesky (half-bandwidth 3) of the (4, K, m) lower bands of K systems."""
+        L = np.zeros_like(B)
+        m = B.shape[2]
+        for j in range(m):
+            s = B[0, :, j].copy()
+            for k in range(1, min(4, j + 1)):
+                s -= L[k, :, j - k] ** 2
+            d = np.sqrt(s)
+            L[0, :, j] = d
+            for i in range(1, min(4, m - j)):
+                v = B[i, :, j].copy()
+                for k in range(1, 4 - i):
+                    if j - k < 0:
+                        break
+                    v -= L[i + k, :, j - k] * L[k, :, j - k]
+                L[i, :, j] = v / d
+        return L
+
+    def __call__(self, path):
+        out = np.array(path, dtype=np.float64)
+        if not len(self.unk):
+            return out
+        held = np.where(self.inside[..., None], 0.0, _D3[None, :, None] * out[self.cols]).sum(1)
+        rhs = out[self.unk].copy()
+        for c in range(4):
+            ok = self.inside[:, c]
+            np.add.at(rhs, self.pos[self.cols[ok, c]], -self.lam * _D3[c] * held[ok])
+        x = np.empty_like(rhs)
+        for idx, valid, L in self.buckets:
+            m = L.shape[2]
+            y = np.zeros((L.shape[1], m, rhs.shape[1]))
+            y[valid] = rhs[idx[valid]]
+            for j in range(m):                                 # L y = rhs
+                for k in range(1, min(4, j + 1)):
+                    y[:, j] -= L[k, :, j - k, None] * y[:, j - k]
+                y[:, j] /= L[0, :, j, None]
+            for j in range(m - 1, -1, -1):                     # Lᵀ x = y
+                for k in range(1, min(4, m - j)):
+                    y[:, j] -= L[k, :, j, None] * y[:, j + k]
+                y[:, j] /= L[0, :, j, None]
+            x[idx[valid]] = y[valid]
+        out[self.unk] = x
+        return out
+
+
 def smooth_path(path, fixed, free, lam: float = 1.0):
     """``path`` (F, C) with its ``free`` frames (F,) bool replaced by the path that minimises
     ``Σ_free |p − path|² + lam · Σ |Δ³p|²`` (Δ³: the third difference over frames, every
     window touching a free frame), the other frames held as they are (``fixed`` frames are
-    never free). One small dense solve per run of free frames; ``lam`` 0 returns a copy."""
+    never free). ``lam`` 0 returns a copy. (:class:`_Smoother` solves it.)"""
     out = np.array(path, dtype=np.float64)
     free = np.asarray(free, dtype=bool) & ~np.asarray(fixed, dtype=bool)
-    F = len(out)
-    if lam <= 0 or F < 4 or not free.any():
+    if lam <= 0 or len(out) < 4 or not free.any():
         return out
-    for a, b in _runs(free):
-        lo, hi = max(0, a - 3), min(F, b + 3)
-        n = hi - lo
-        starts = np.arange(max(lo, a - 3), min(hi - 3, b))  # windows touching a free frame
-        if not len(starts):
-            continue
-        A = np.zeros((len(starts), n))
-        rows = np.arange(len(starts))
-        for c in range(4):
-            A[rows, starts - lo + c] = _D3[c]
-        idx = np.arange(lo, hi)
-        f = (idx >= a) & (idx < b)
-        Af, Ax = A[:, f], A[:, ~f]
-        M = np.eye(b - a) + lam * Af.T @ Af
-        rhs = out[a:b] - lam * Af.T @ (Ax @ out[lo:hi][~f])
-        out[a:b] = np.linalg.solve(M, rhs)
-    return out
+    return _Smoother(free, lam)(out)
 
 
 def _soft_reach(D, D0, length, soft_cm):
@@ -273,12 +364,45 @@ def _soft_reach(D, D0, length, soft_cm):
     return np.where(D > D0, D0 + soft(D) - soft(D0), D)
 
 
+def _ease_knee(K, K2, T2, H, l1, l2, uvec, held, toe, lam):
+    """The knee's IK correction ``K2 - K`` made the least-jerk one (:func:`smooth_path`,
+    weight ``lam``) outside the ``held`` frames, the shin pointing at the ankle targets
+    ``T2``. Where the eased foot ends more than :data:`KNEE_DROP_CM` lower than its target,
+    the correction there is pushed further and eased again (up to :data:`KNEE_ROUNDS`
+    rounds); frames still short where the foot would come within :data:`KNEE_LOW_CM` of the
+    floor (toe heights ``toe_y`` wanted) are held at the plain IK and the rest eased again
+    around them. Returns ``(knees, ankles, largest shortfall left (cm), frames held)``."""
+    free = ~held
+    kept = np.zeros(len(K), dtype=bool)
+    want = K2 - K
+    for _ in range(2):
+        c = want.copy()
+        ease = _Smoother(free & ~kept, lam)
+        for _ in range(KNEE_ROUNDS):
+            eased = K + ease(c)
+            Ke = H + l1[:, None] * _normalize(eased - H, uvec)
+            Te = Ke + l2[:, None] * _normalize(T2 - Ke, uvec)
+            short = free & ~kept & (Te[:, 1] < T2[:, 1] - KNEE_DROP_CM)
+            if not short.any():
+                break
+            c[short] += want[short] - (eased[short] - K[short])
+        drop = np.where(free & ~kept, T2[:, 1] - Te[:, 1], 0.0)
+        near = (drop > KNEE_DROP_CM) & (toe[:, 1] - drop < TOE_CONTACT_CM + KNEE_LOW_CM) \
+            & (_toe_speed(toe) > KNEE_SKIM_CM)
+        if not near.any():
+            break
+        kept |= near
+    Ke[kept], Te[kept] = K2[kept], T2[kept]
+    drop[kept] = 0.0
+    return Ke, Te, float(drop.max(initial=0.0)), int(kept.sum())
+
+
 def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELETON, *,
               contacts=None, height_cm: float = 6.0, speed_cm: float = 6.0, blend: int = 4,
               clear_cm: float = 6.0, root: bool = True, ground: bool = True,
               channel_gate_cm: float = 4.0, ground_gate_cm: float = 15.0,
               fast_clear_cm: float = 10.0, swing_speed_cm: float = 5.0,
-              smooth: float = 1.0, soft_cm: float = 2.0, anchors=None,
+              smooth: float = 1.0, soft_cm: float = 2.0, knee_smooth: float = 1.0, anchors=None,
               return_info: bool = False):
     """Planted feet on the floor and held still (see the module docstring): contacts from
     ``contacts`` (the model's (F, 4) foot-contact channels, optional) and the foot heights,
@@ -287,7 +411,9 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
     pinning each contact run (toe at its median ground position, clearance 0 when
     ``ground``), the ground-plane path eased into and out of each plant (:func:`smooth_path`
     with weight ``smooth`` over the frames up to ``blend`` + 4 of a correction; 0: off) and a
-    soft reach over the leg's last ``soft_cm`` (0: the hard limit). ``anchors`` (F,) bool:
+    soft reach over the leg's last ``soft_cm`` (0: the hard limit), and the knee's correction
+    eased outside the contact runs (:func:`smooth_path` with weight ``knee_smooth``; 0: off).
+    ``anchors`` (F,) bool:
     frames whose legs must stay as they are (an animator's keys): a contact run holding one is pinned where the toe is at its first
     anchor frame, and no anchor frame is moved. Returns ``(local_quats, root_translation)``
     (and an info dict)."""
@@ -296,7 +422,7 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
     F = q.shape[0]
     names = list(skeleton.names)
     parents = skeleton.parents
-    info = {"contact_frames": 0, "max_shift_cm": 0.0, "ground_shift_cm": 0.0}
+    info = {"contact_frames": 0, "max_shift_cm": 0.0, "ground_shift_cm": 0.0, "knee_short_cm": 0.0, "knee_held_frames": 0}
     if F < 2:
         return (q, x, info) if return_info else (q, x)
     kw = dict(height_cm=height_cm, speed_cm=speed_cm)
@@ -379,6 +505,14 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         sin_a = np.sqrt(1.0 - cos_a ** 2)
         K2 = H + l1[:, None] * (cos_a[:, None] * uvec + sin_a[:, None] * p)
         T2 = H + D[:, None] * uvec
+        if knee_smooth > 0:
+            # ease the knee: bending a nearly straight leg moves the knee fast for a small
+            # change of reach (a lift of swinging toes, a plant's approach)
+            held_k = ~moved | in_run | (False if anchors is None else anchors)
+            K2, T2, short_cm, kept = _ease_knee(K, K2, T2, H, l1, l2, uvec, held_k,
+                                                toe + d, knee_smooth)
+            info["knee_short_cm"] = max(info["knee_short_cm"], short_cm)
+            info["knee_held_frames"] += kept
         du = _quat_between(K - H, K2 - H)
         Ru = _rot.quat_mul(du, glob[:, u])
         lower_dir = _rot.quat_rotate(du, A - K)

@@ -249,13 +249,79 @@ def test_plants_are_eased_and_contacts_untouched():
 
 def test_soft_reach_keeps_the_knee_from_snapping():
     """A pinned foot the leg cannot reach: with the hard limit the knee snaps straight (a
-    spike of jerk), with the soft reach it straightens gradually."""
+    spike of jerk), with the soft reach it straightens gradually (the knee's easing off, to
+    see the soft reach alone)."""
     from sparse_motion.motion import smoothness
     q, x = standing(40, 4.0)
     c = np.zeros((40, 4))
     c[15:30] = 1.0
     jerk = {}
     for soft in (0.0, 2.0):
-        q2, x2 = footlock.lock_feet(q, x, contacts=c, root=False, speed_cm=1.0, soft_cm=soft)
+        q2, x2 = footlock.lock_feet(q, x, contacts=c, root=False, speed_cm=1.0, soft_cm=soft,
+                                    knee_smooth=0.0)
         jerk[soft] = smoothness.jerk(canon.canonical_forward_kinematics(q2, x2), 20).max()
     assert jerk[2.0] < 0.5 * jerk[0.0], jerk
+
+
+def test_lifting_a_nearly_straight_leg_eases_the_knee():
+    """A nearly straight swinging leg whose toe dips to 2 cm above the floor mid-swing: the
+    lift that clears it bends the knee, and a few cm of lift on a straight leg swing the knee
+    fast. With the knee's correction eased its jerk is a fraction of the plain IK's, while
+    the toe is lifted just as high, and a leg lifted the same on every frame is left as it was."""
+    F = 30
+    q, x = standing(F, 0.0)
+    for name in ("LowerLeg_L", "LowerLeg_R"):
+        a = np.radians(5.0)
+        q[:, SK.names.index(name)] = [np.cos(a / 2), 0.0, 0.0, np.sin(a / 2)]
+    ang = 0.6 - 0.12 * np.linspace(-1, 1, F) ** 2   # hip swing: the toe lowest mid-way
+    q[:, SK.names.index("UpperLeg_R")] = np.stack(
+        [np.cos(ang / 2), 0 * ang, 0 * ang, np.sin(ang / 2)], axis=1)
+    p0 = canon.canonical_forward_kinematics(q, x)
+    x[:, 1] += 2.0 - p0[:, R_TOE, 1].min()
+    p0 = canon.canonical_forward_kinematics(q, x)
+    assert p0[:, R_TOE, 1].min() < 2.5 and p0[[0, -1], R_TOE, 1].min() > 10.0
+    knee = SK.names.index("LowerLeg_R")
+    out = {}
+    for ks in (0.0, 1.0):
+        q2, x2 = footlock.lock_feet(q, x, root=False, knee_smooth=ks)
+        out[ks] = canon.canonical_forward_kinematics(q2, x2)
+    jerk = {k: np.abs(np.diff(p[:, knee], n=3, axis=0)).sum(-1).max() for k, p in out.items()}
+    assert jerk[1.0] < 0.4 * jerk[0.0], jerk
+    lifted = p0[:, R_TOE, 1] < 4.0
+    assert (out[1.0][lifted, R_TOE, 1] > 4.0).all()  # clear of the floor (flat: 4.24)
+    np.testing.assert_allclose(out[1.0][lifted, R_TOE, 1], out[0.0][lifted, R_TOE, 1], atol=0.3)
+    # the standing left leg is lifted by the same amount on every frame: nothing to ease
+    left = [SK.names.index(n) for n in footlock.LEGS[0]]
+    np.testing.assert_allclose(out[1.0][:, left], out[0.0][:, left], atol=1e-6)
+
+
+def test_smooth_path_is_the_least_squares_solution():
+    """The banded, blockwise solve of :func:`footlock.smooth_path` equals the dense normal
+    equations over every free frame at once, for scattered free and held frames (blocks of
+    one frame, blocks a window apart, long runs) and several weights."""
+    D3 = np.array([-1.0, 3.0, -3.0, 1.0])
+
+    def dense(path, free, lam):
+        out = path.copy()
+        F = len(path)
+        W = [s for s in range(F - 3) if free[s:s + 4].any()]
+        A = np.zeros((len(W), F))
+        for r, s in enumerate(W):
+            A[r, s:s + 4] = D3
+        Af, Ax = A[:, free], A[:, ~free]
+        M = np.eye(free.sum()) + lam * Af.T @ Af
+        out[free] = np.linalg.solve(M, path[free] - lam * Af.T @ (Ax @ path[~free]))
+        return out
+
+    rng = np.random.default_rng(3)
+    for F in (9, 40, 300):
+        for _ in range(3):
+            path = rng.normal(size=(F, 2)).cumsum(axis=0)
+            fixed, free = rng.random(F) < 0.3, rng.random(F) < 0.8
+            if F == 300:
+                free[20:290] = True   # a long run
+                fixed[20:290] = False
+            for lam in (0.5, 30.0):
+                got = footlock.smooth_path(path, fixed, free, lam)
+                np.testing.assert_allclose(got, dense(path, free & ~fixed, lam), atol=1e-8)
+                np.testing.assert_array_equal(got[~(free & ~fixed)], path[~(free & ~fixed)])
