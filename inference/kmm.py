@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Cancelled, InputError
+from ..motion import features as _feat
+from ..motion import smoothness as _smooth
 from . import generation as _gen
 from . import kmm_net as _net
 from .errors import ModelPackageError
@@ -47,6 +49,10 @@ __all__ = ["KIND", "KmmModel", "MIN_STEPS", "MAX_STEPS", "MIN_SECONDS", "MAX_SEC
 
 KIND = "kmm"
 FILES = ("decoder.onnx", "backbone.onnx", "codebooks.npz")
+#: Low-pass cut-off (Hz) of the decoded features unless the package's ``model.lowpass_hz``
+#: says otherwise (0: off): the token decoder's output jitters from frame to frame (its jerk
+#: 1.5x real's); 6 Hz is the usual cut-off for human motion (``motion.smoothness.lowpass``).
+LOWPASS_HZ = 6.0
 MIN_STEPS = 1
 MAX_STEPS = 50
 MIN_SECONDS = 0.5
@@ -119,7 +125,7 @@ class KmmModel(_gen.SampledModel):
         self.backend = backend
         self.config = {"steps": 8, "guidance": 3.0, "temperature": 1.0, "top_k": 0.9,
                        "key_fraction": 0.2, "min_frames": 8, "max_frames": 2400,
-                       "residual_guidance": True, **cfg}
+                       "residual_guidance": True, "lowpass_hz": LOWPASS_HZ, **cfg}
         self._text_encoder = enc
         self._run = run
 
@@ -297,6 +303,12 @@ class KmmModel(_gen.SampledModel):
                 progress((steps + q) / (total + 1), f"layer {q + 1}/{Q}")
         z = sum(self.codebooks[q][ids[0, :, q]] for q in range(Q))[None].astype(np.float32)
         x = np.asarray(self._run("decoder", {"z": z}), dtype=np.float32)
+        hz = float(self.config.get("lowpass_hz") or 0.0)
+        if hz > 0:  # the token decoder's frame-to-frame jitter (not the contact channels)
+            cols = np.setdiff1d(np.arange(x.shape[2]),
+                                np.arange(x.shape[2])[_feat.feature_layout()["foot_contacts"]])
+            x = x.copy()
+            x[0][:, cols] = _smooth.lowpass(x[0][:, cols], hz, self.fps)
         if progress is not None:
             progress(1.0, "decoded")
         return (x, ids) if return_ids else x

@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["jerk", "boundary_windows", "random_windows", "window_curves", "summarize",
-           "HALF_WINDOW", "MEASURES"]
+           "lowpass", "HALF_WINDOW", "MEASURES"]
 
 #: Frames each side of a boundary (a window of 30 frames, FlowMDM's transition length on BABEL).
 HALF_WINDOW = 15
@@ -122,3 +122,22 @@ def summarize(curves, fps: float, reference: float | None = None) -> dict:
             "flowmdm_auj": auj,
             "mean_jerk": float(c.mean()),
             "windows": int(c.shape[0])}
+
+
+def lowpass(x, hz: float, fps: float) -> np.ndarray:
+    """``x`` (T, C) filtered along its frames: the path minimising ``|p − x|² + lam |Δ³p|²``
+    with ``lam = 1 / (2 sin(π hz / fps))⁶``, whose gain at ``hz`` is one half (a response
+    ``1 / (1 + lam (2 sin(ω/2))⁶)``: flat below, falling as the sixth power above). ``hz`` 0
+    (or at or above the Nyquist frequency) returns a copy; the first and last frames move
+    too (nothing is held)."""
+    from .footlock import smooth_path
+
+    out = np.array(x, dtype=np.float64)
+    hz, fps = float(hz), float(fps)
+    if out.ndim != 2:
+        raise ValueError(f"x must be (T, C), got shape {out.shape}")
+    if hz <= 0 or hz >= fps / 2 or len(out) < 4:
+        return out
+    lam = 1.0 / (2.0 * np.sin(np.pi * hz / fps)) ** 6
+    every = np.ones(len(out), dtype=bool)
+    return smooth_path(out, ~every, every, lam)

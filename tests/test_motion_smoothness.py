@@ -89,3 +89,20 @@ def test_bad_input_is_refused():
         smoothness.jerk(bad)
     with pytest.raises(ValueError):
         smoothness.window_curves(moving(60), [(0, 30), (30, 50)], 20)
+
+
+def test_lowpass_halves_the_cut_off_and_keeps_slow_motion():
+    """``lowpass`` at 6 Hz (20 fps): a 1 Hz sine passes unchanged, one at the cut-off comes
+    out at half its amplitude, one at 8 Hz at less than a third; 0 Hz (off) and frequencies
+    at Nyquist or above return the input; a (T,) array is refused."""
+    t = np.arange(400)
+    amp = {}
+    for hz in (1, 6, 8):
+        x = np.sin(2 * np.pi * hz * t / 20.0)[:, None]
+        amp[hz] = np.abs(smoothness.lowpass(x, 6.0, 20.0)[100:300]).max()
+    assert amp[1] > 0.99 and 0.42 < amp[6] < 0.55 and amp[8] < 0.3, amp
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    np.testing.assert_array_equal(smoothness.lowpass(x, 0.0, 20.0), x)
+    np.testing.assert_array_equal(smoothness.lowpass(x, 10.0, 20.0), x)
+    with pytest.raises(ValueError):
+        smoothness.lowpass(np.zeros(10), 6.0, 20.0)
