@@ -34,9 +34,10 @@ goes through (``inference.smdm.Generation.motion``):
    small change of reach, so lifting a low swinging toe by a few cm snapped the knee. The
    shin points at the target; where the foot would end lower than it, the knee's correction
    there is pushed further and eased again (a few rounds: in a lift the foot may stay a few
-   cm short of its clearance), and an eased foot never goes under the floor where its target
-   does not (those frames keep the plain IK). All three only lower the jerk the pinning
-   adds: contact frames and feet that needed no correction are untouched.
+   cm short of its clearance), and where it would still end near the floor while moving
+   fast (a foot skimming the floor reads as skating) the plain IK is kept and the rest eased
+   around it (:func:`_ease_knee`). All three only lower the jerk the pinning adds: contact
+   frames and feet that needed no correction are untouched.
 
 A clip whose planted feet already rest still on the floor comes back unchanged. Returns new
 local rotations and root translation.
@@ -61,8 +62,10 @@ TOE_CONTACT_CM = 4.24
 ANKLE_CONTACT_CM = 11.74
 #: A foot-contact channel above this value marks a contact.
 CHANNEL_THRESHOLD = 0.5
-#: Knee easing (:func:`lock_feet`): a foot may end this much lower than its target before
-#: the knee's correction there is pushed further, in at most this many rounds.
+#: Knee easing (:func:`_ease_knee`): a foot may end this much lower than its target before
+#: the knee's correction there is pushed further, in at most this many rounds; a foot still
+#: short that would come within KNEE_LOW_CM of its contact height while its toe moves more
+#: than KNEE_SKIM_CM per frame keeps the plain IK.
 KNEE_DROP_CM = 0.5
 KNEE_ROUNDS = 8
 KNEE_LOW_CM = 5.0
@@ -369,9 +372,10 @@ def _ease_knee(K, K2, T2, H, l1, l2, uvec, held, toe, lam):
     weight ``lam``) outside the ``held`` frames, the shin pointing at the ankle targets
     ``T2``. Where the eased foot ends more than :data:`KNEE_DROP_CM` lower than its target,
     the correction there is pushed further and eased again (up to :data:`KNEE_ROUNDS`
-    rounds); frames still short where the foot would come within :data:`KNEE_LOW_CM` of the
-    floor (toe heights ``toe_y`` wanted) are held at the plain IK and the rest eased again
-    around them. Returns ``(knees, ankles, largest shortfall left (cm), frames held)``."""
+    rounds); frames still short where the foot would come within :data:`KNEE_LOW_CM` of its
+    contact height while the toe (``toe``: the toe positions wanted, (F, 3)) moves more than
+    :data:`KNEE_SKIM_CM` per frame are held at the plain IK, and the rest eased again around
+    them. Returns ``(knees, ankles, largest shortfall left (cm), frames held)``."""
     free = ~held
     kept = np.zeros(len(K), dtype=bool)
     want = K2 - K
