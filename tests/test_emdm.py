@@ -172,13 +172,21 @@ def test_fewer_steps_and_no_guidance(tiny):
         assert np.all(np.isfinite(g.features))
 
 
+def assert_agree(a, b, std):
+    """onnxruntime and torch features agree after the whole sampling loop: within 5 % of each
+    feature's spread (the package's std). float32 kernels differ by CPU and the one-step
+    generator carries the difference through the loop: on one AMD EPYC (AVX-512) machine
+    up to 1.4 % of a spread (0.06 cm on a 129 cm joint position), 2e-5 on others."""
+    assert (np.abs(a - b) / std).max() < 0.05, (np.abs(a - b) / std).max()
+
+
 def test_onnxruntime_and_torch_agree_through_the_sampling_loop(tiny, tiny_torch):
     assert tiny_torch.backend == "torch" and tiny_torch.device.engine == "torch"
     for text, secs, seed, steps in ((WALK, 3, 4, 10), ("someone lifts both arms up", 2.55, 9, 10),
                                     (WALK, 2, 1, 5)):
         a = tiny.generate(text, seconds=secs, seed=seed, steps=steps, results=2)
         b = tiny_torch.generate(text, seconds=secs, seed=seed, steps=steps, results=2)
-        assert np.abs(a.features - b.features).max() < 1e-3
+        assert_agree(a.features, b.features, tiny.std)
         assert [k.tolist() for k in a.keys] == [k.tolist() for k in b.keys]
 
 
@@ -258,7 +266,7 @@ def test_intact_graph_onnxruntime_cannot_load_falls_back_to_torch(tmp_path, tiny
     m = EmdmModel(pkg).load()  # the package's "auto"
     assert m.backend == "torch" and "onnxruntime cannot run generator.onnx" in m.fallback
     a = m.generate(WALK, seconds=2, seed=3)
-    assert np.abs(a.features - tiny.generate(WALK, seconds=2, seed=3).features).max() < 1e-3
+    assert_agree(a.features, tiny.generate(WALK, seconds=2, seed=3).features, tiny.std)
     # a file that is no graph at all leaves nothing to fall back to: both reasons are given
     _replace_listed(pkg, "generator.onnx", b"not a graph")
     with pytest.raises(ModelPackageError, match="onnxruntime cannot run .*PyTorch path failed"):
