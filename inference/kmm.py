@@ -53,6 +53,9 @@ FILES = ("decoder.onnx", "backbone.onnx", "codebooks.npz")
 #: says otherwise (0: off): the token decoder's output jitters from frame to frame (its jerk
 #: 1.5x real's); 6 Hz is the usual cut-off for human motion (``motion.smoothness.lowpass``).
 LOWPASS_HZ = 6.0
+#: The feature channels the low-pass filters: all but the foot contacts.
+_SMOOTHED = np.ones(_feat.feature_dim(), dtype=bool)
+_SMOOTHED[_feat.feature_layout()["foot_contacts"]] = False
 MIN_STEPS = 1
 MAX_STEPS = 50
 MIN_SECONDS = 0.5
@@ -305,10 +308,8 @@ class KmmModel(_gen.SampledModel):
         x = np.asarray(self._run("decoder", {"z": z}), dtype=np.float32)
         hz = float(self.config.get("lowpass_hz") or 0.0)
         if hz > 0:  # the token decoder's frame-to-frame jitter (not the contact channels)
-            cols = np.setdiff1d(np.arange(x.shape[2]),
-                                np.arange(x.shape[2])[_feat.feature_layout()["foot_contacts"]])
             x = x.copy()
-            x[0][:, cols] = _smooth.lowpass(x[0][:, cols], hz, self.fps)
+            x[0][:, _SMOOTHED] = _smooth.lowpass(x[0][:, _SMOOTHED], hz, self.fps)
         if progress is not None:
             progress(1.0, "decoded")
         return (x, ids) if return_ids else x

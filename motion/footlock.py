@@ -376,21 +376,21 @@ def _ease_knee(K, K2, T2, H, l1, l2, uvec, held, toe, lam):
     contact height while the toe (``toe``: the toe positions wanted, (F, 3)) moves more than
     :data:`KNEE_SKIM_CM` per frame are held at the plain IK, and the rest eased again around
     them. Returns ``(knees, ankles, largest shortfall left (cm), frames held)``."""
-    free = ~held
     kept = np.zeros(len(K), dtype=bool)
     want = K2 - K
     for _ in range(2):
+        free = ~held & ~kept
         c = want.copy()
-        ease = _Smoother(free & ~kept, lam)
+        ease = _Smoother(free, lam)
         for _ in range(KNEE_ROUNDS):
             eased = K + ease(c)
             Ke = H + l1[:, None] * _normalize(eased - H, uvec)
             Te = Ke + l2[:, None] * _normalize(T2 - Ke, uvec)
-            short = free & ~kept & (Te[:, 1] < T2[:, 1] - KNEE_DROP_CM)
+            short = free & (Te[:, 1] < T2[:, 1] - KNEE_DROP_CM)
             if not short.any():
                 break
             c[short] += want[short] - (eased[short] - K[short])
-        drop = np.where(free & ~kept, T2[:, 1] - Te[:, 1], 0.0)
+        drop = np.where(free, T2[:, 1] - Te[:, 1], 0.0)
         near = (drop > KNEE_DROP_CM) & (toe[:, 1] - drop < TOE_CONTACT_CM + KNEE_LOW_CM) \
             & (_toe_speed(toe) > KNEE_SKIM_CM)
         if not near.any():
@@ -426,7 +426,8 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
     F = q.shape[0]
     names = list(skeleton.names)
     parents = skeleton.parents
-    info = {"contact_frames": 0, "max_shift_cm": 0.0, "ground_shift_cm": 0.0, "knee_short_cm": 0.0, "knee_held_frames": 0}
+    info = {"contact_frames": 0, "max_shift_cm": 0.0, "ground_shift_cm": 0.0,
+            "knee_short_cm": 0.0, "knee_held_frames": 0}
     if F < 2:
         return (q, x, info) if return_info else (q, x)
     kw = dict(height_cm=height_cm, speed_cm=speed_cm)
@@ -452,6 +453,7 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         toe = pos[:, t]
         runs = _runs(planted[:, i])
         in_run = planted[:, i]
+        held = in_run if anchors is None else in_run | anchors   # frames the easing keeps
         # a swinging toe this close to the ground scrapes it: lift it clear, higher when it
         # moves fast (real feet in swing are above the contact height + 5 cm)
         step = np.linalg.norm(np.diff(toe[:, [0, 2]], axis=0), axis=1)
@@ -482,7 +484,6 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         if smooth > 0 and runs:
             # ease the ground-plane path into and out of the plants: only near a correction
             near = _max_filter(np.abs(d[:, [0, 2]]).max(axis=1) > 1e-9, blend + 4)
-            held = in_run if anchors is None else in_run | anchors
             path = smooth_path(toe[:, [0, 2]] + d[:, [0, 2]], held, near, smooth)
             d[:, [0, 2]] = path - toe[:, [0, 2]]
         info["contact_frames"] += int(in_run.sum())
@@ -512,8 +513,7 @@ def lock_feet(local_quats, root_translation, skeleton: CanonicalSkeleton = SKELE
         if knee_smooth > 0:
             # ease the knee: bending a nearly straight leg moves the knee fast for a small
             # change of reach (a lift of swinging toes, a plant's approach)
-            held_k = ~moved | in_run | (False if anchors is None else anchors)
-            K2, T2, short_cm, kept = _ease_knee(K, K2, T2, H, l1, l2, uvec, held_k,
+            K2, T2, short_cm, kept = _ease_knee(K, K2, T2, H, l1, l2, uvec, held | ~moved,
                                                 toe + d, knee_smooth)
             info["knee_short_cm"] = max(info["knee_short_cm"], short_cm)
             info["knee_held_frames"] += kept
