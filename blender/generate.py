@@ -443,17 +443,13 @@ def apply(gen: Generation, req: GenerateRequest) -> GenerateResult:
 
 
 def _fitted(gen, r, pc):
-    """Result ``r`` bent onto the path it was asked to follow (``motion.paths.fit_to_path``),
-    then its planted feet pinned again where the bend moved them (the root stays on the
-    path: ``lock_feet(root=False)``)."""
-    from ..motion import footlock as _footlock
+    """Result ``r`` bent onto the path it was asked to follow, its planted feet pinned again
+    when the generation locks feet (``motion.paths.fit_and_pin``)."""
     from ..motion import paths as _paths
 
-    q, x = _paths.fit_to_path(*gen.motion(r), pc, gen.fps)
-    if not gen.foot_lock:
-        return q, x
-    contacts = gen.features[r][:, _feat.feature_layout()["foot_contacts"]]
-    return _footlock.lock_feet(q, x, contacts=contacts, root=False)
+    contacts = (gen.features[r][:, _feat.feature_layout()["foot_contacts"]] if gen.foot_lock
+                else None)
+    return _paths.fit_and_pin(*gen.motion(r), pc, gen.fps, contacts)
 
 
 def _path_label(req) -> str:

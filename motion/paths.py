@@ -39,7 +39,7 @@ from . import rotations as _rot
 
 __all__ = ["MAX_SPEED_CM_S", "MAX_DISTANCE_CM", "HEADING_CM", "Placement", "PathControl",
            "path_control", "keyed_control", "arc_length_points", "check_points", "pace_of",
-           "fit_to_path", "FIT_WINDOW_S"]
+           "fit_to_path", "fit_and_pin", "FIT_WINDOW_S"]
 
 #: The fastest a path may ask the pelvis to move, cm/s (8 m/s: a sprint; a walk is 1-2 m/s).
 MAX_SPEED_CM_S = 800.0
@@ -308,3 +308,15 @@ def fit_to_path(local_quats, root_translation, pc: PathControl, fps: float):
     yaw = _rot.axis_angle_to_quat(np.stack([turn, np.zeros(F), np.ones(F), np.zeros(F)], 1))
     q[:, 0] = _rot.quat_mul(yaw, q[:, 0])
     return q, x
+
+
+def fit_and_pin(local_quats, root_translation, pc: PathControl, fps: float, contacts=None):
+    """Follow path's *Fit to Path*: :func:`fit_to_path`, then, with ``contacts`` (F, 4) (the
+    model's foot-contact channels), the planted feet pinned again where the bend moved them
+    with the root left on the path (``footlock.lock_feet(root=False)``)."""
+    q, x = fit_to_path(local_quats, root_translation, pc, fps)
+    if contacts is None:
+        return q, x
+    from . import footlock as _footlock
+
+    return _footlock.lock_feet(q, x, contacts=contacts, root=False)

@@ -102,3 +102,31 @@ def test_fit_bends_a_straight_walk_onto_the_path_and_turns_the_body():
     _q4, x4 = paths.fit_to_path(q, x, k, 20.0)
     np.testing.assert_allclose(x4[[0, 30, 59]][:, [0, 2]], k.control[[0, 30, 59]][:, [0, 2]],
                                atol=1e-9)
+
+
+def test_fit_and_pin_keeps_the_root_on_the_path_and_only_turns_the_legs():
+    from test_motion_footlock import standing, toe_steps
+
+    from sparse_motion.motion import footlock
+
+    F = 40
+    q, x = standing(F, 0.5)  # knees bent, toes on the floor, the root drifting (feet slide)
+    h = float(x[0, 1])
+    ang = np.linspace(0, np.pi / 6, 20)  # a gentle bend: 30 degrees over the walk's length
+    r = 0.5 * (F - 1) / (np.pi / 6)
+    pts = np.stack([r - r * np.cos(ang), np.zeros(20), r * np.sin(ang)], 1)
+    pc = paths.path_control(pts, F, 20.0, h)
+    qf, xf = paths.fit_to_path(q, x, pc, 20.0)
+    q0, x0 = paths.fit_and_pin(q, x, pc, 20.0)  # no contacts: the bend alone
+    np.testing.assert_array_equal(q0, qf)
+    np.testing.assert_array_equal(x0, xf)
+    contacts = np.ones((F, 4))  # both feet planted throughout while the root moves on
+    qp, xp = paths.fit_and_pin(q, x, pc, 20.0, contacts)
+    np.testing.assert_allclose(xp, xf, atol=1e-9)  # the root stays where the bend put it
+    names = list(footlock.SKELETON.names)
+    legs = {names.index(j) for leg in footlock.LEGS for j in leg}
+    moved = {j for j in range(21) if np.abs(qp[:, j] - qf[:, j]).max() > 1e-9}
+    assert moved and moved <= legs  # the pinning turned leg joints and nothing else
+    before, _ = toe_steps(qf, xf)
+    after, _ = toe_steps(qp, xp)
+    assert after.sum() < 0.5 * before.sum()  # the bent path's planted feet slide less
