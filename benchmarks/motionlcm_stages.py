@@ -17,7 +17,14 @@ while it trains, the EMA in ``teacher.pt``; the student is skipped until ``disti
 exists. Measures, on the decoded motion without foot locking: the root's mean ground-plane
 speed (cm/s: does a walk travel) and the mean joint speed (``physics.measure``). Captions
 come from the caption generator, as in training: this asks what each stage can make, not
-how well prompts are understood (that is the yardstick's job).
+how well prompts are understood (that is the yardstick's job). ``--package DIR``: also the
+exported package through the runtime (*package N*), to compare the ONNX path with PyTorch.
+
+A stage as a generator for the evaluator and the yardstick (``StageGenerator``)::
+
+    PYTHONPATH=benchmarks .venv-train/bin/python training/evaluate.py --yardstick \
+        --generator motionlcm_stages:StageGenerator \
+        --generator-kwargs '{"work": "build/motionlcm/cpu-wide", "stage": "teacher", "guidance": 2.5}'
 """
 from __future__ import annotations
 
