@@ -128,7 +128,7 @@ class Stages:
         """DDIM with classifier-free guidance on x0."""
         torch, abar = self.torch, self.abar
         z = torch.randn(1, self.vcfg.tokens, self.vcfg.latent_dim, generator=g)
-        ts = np.linspace(core.TIMESTEPS - 1, 0, steps).round().astype(int)
+        ts = core.ddim_timesteps(steps)
         n = torch.tensor([N])
         with torch.no_grad():
             for k, t in enumerate(ts):
@@ -175,7 +175,7 @@ class StageGenerator:
         self.foot_lock, self.max_frames, self.min_frames = bool(foot_lock), max_frames, min_frames
 
     def generate(self, text, length_frames, seed):
-        from sparse_motion.motion import footlock as _fl
+        from sparse_motion.inference.generation import Generation
 
         s = self.s
         n = int(min(max(int(length_frames), self.min_frames), self.max_frames))
@@ -183,12 +183,14 @@ class StageGenerator:
         emb = s.embed(text)
         f = (s.teacher_sample(emb, n, g, self.steps, self.guidance) if self.stage == "teacher"
              else s.student_sample(emb, n, self.steps, g, self.guidance))
-        f = f * s.std + s.mean
+        f = (f * s.std + s.mean).astype(np.float32)
         if not self.foot_lock:
-            return f.astype(np.float32)
-        q, x = _feat.features_to_motion(f)
-        q, x = _fl.lock_feet(q, x, contacts=f[:, _feat.feature_layout()["foot_contacts"]])
-        return _feat.motion_to_features(q, x).astype(np.float32)
+            return f
+        # decoded and feet locked as every model's result is (Generation.motion)
+        gen = Generation(text=text, seed=int(seed), fps=s.fps, features=f[None], keys=[None],
+                         steps=self.steps, guidance=self.guidance, gamma=0.0,
+                         model=f"MotionLCM {self.stage}")
+        return _feat.motion_to_features(*gen.motion(0)).astype(np.float32)
 
 
 def main(argv=None):
